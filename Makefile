@@ -1,0 +1,42 @@
+# jepa-lightning: every target sets itself up (`make install` is a no-op when up to date).
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTHON ?= python3
+# pip prints one warning per package about the machine's optional local mirrors; keep the log readable.
+QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.PHONY: install demo test lint bench reproduce freeze clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing the pinned stack into $(VENV) (constraints.txt)"
+	$(PY) -m pip install -q -c constraints.txt -e ".[all]" 2>&1 | $(QUIET_PIP)
+	@touch $(STAMP)
+
+demo: install  ## the main job on embedded data: I-JEPA on digits, then the frozen probe
+	$(VENV)/bin/jepa-lightning fit --config recipes/ijepa/tiny.yaml
+	$(VENV)/bin/jepa-lightning validate --config recipes/ijepa/tiny.yaml \
+		--ckpt_path runs/ijepa_tiny/checkpoints/last.ckpt
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install  ## speed benchmarks (JSON on stdout)
+	$(PY) benchmarks/step_time.py
+
+reproduce: install  ## paper-claim experiments at small scale (slow)
+	$(PY) benchmarks/fidelity/ijepa_digits.py
+
+freeze: install  ## re-pin constraints.txt from the current environment
+	@{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.tmp && mv constraints.tmp constraints.txt
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,283 @@
+"""Shared DataModule machinery for every modality: skip-and-report of unreadable samples and a
+``LightningDataModule`` base that builds the DataLoaders.
+
+How an unreadable file travels (works the same with ``num_workers=0`` and with worker processes):
+
+1. A dataset built on :class:`SkipUnreadable` catches the read/decode error of one sample, logs the
+   file once per process, and returns a :class:`Skipped` marker instead of a sample.
+2. :func:`collate_skipping` drops the markers, default-collates the good samples and attaches the
+   markers to the batch under ``batch["_skipped"]`` (only when there are any). If every sample of
+   the batch was unreadable the batch is ``{"_skipped": [...]}`` alone, so the report still reaches
+   the main process.
+3. :meth:`JEPADataModule.on_before_batch_transfer` (main process) pops ``"_skipped"``, records the
+   files in ``skipped_files``, warns about new ones (:class:`SkippedSampleWarning`), and turns a
+   batch with nothing left into ``None``.
+
+Lightning 2.6 on a ``None`` batch: the training loop warns "train_dataloader yielded None" and
+skips ``on_train_batch_start`` and ``training_step`` (no optimizer step, ``global_step`` does not
+move), but still calls ``on_after_batch_transfer`` and ``on_train_batch_end`` with ``batch=None``.
+The validation/test/predict loops have no such check: ``*_step`` is called with ``None``. So
+methods return ``None`` from their steps for a ``None`` batch, and batch hooks/callbacks pass it by.
+
+Code that iterates a DataLoader outside the Trainer (e.g. a frozen probe) calls
+``batch = datamodule.on_before_batch_transfer(batch, 0)`` on each batch and skips ``None``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import default_collate as _default_collate
+
+log = logging.getLogger(__name__)
+
+_MASK64 = (1 << 64) - 1
+
+
+def mix_seed(*values: int) -> int:
+    """A 63-bit seed from several integers (splitmix64 over their sequence): nearby inputs give unrelated seeds."""
+    h = 0x9E3779B97F4A7C15
+    for v in values:
+        h = (h ^ (int(v) & _MASK64)) * 0xBF58476D1CE4E5B9 & _MASK64
+        h = (h ^ (h >> 27)) * 0x94D049BB133111EB & _MASK64
+        h ^= h >> 31
+    return h & ((1 << 63) - 1)
+
+
+class EpochSampler(Sampler):
+    """Training order and augmentation as pure functions of (seed, epoch, index).
+
+    Yields ``(index, sample_seed)`` keys; a dataset receiving such a key draws its augmentation from
+    ``sample_seed`` (see :class:`SeededSamples`). The permutation of an epoch depends on (seed, epoch) only,
+    so the same run resumed from a checkpoint, or run with a different number of workers, sees exactly the
+    same samples with exactly the same augmentations. Lightning calls ``set_epoch`` each epoch; without it
+    (e.g. wrapped by a distributed sampler) each pass advances the epoch by itself.
+    """
+
+    def __init__(self, num_samples: int, shuffle: bool = True, seed: int = 0, epoch: int = 0) -> None:
+        self.num_samples, self.shuffle, self.seed, self.epoch = int(num_samples), shuffle, int(seed), int(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        epoch = self.epoch
+        self.epoch += 1
+        if self.shuffle:
+            g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
+            order = torch.randperm(self.num_samples, generator=g).tolist()
+        else:
+            order = range(self.num_samples)
+        for i in order:
+            yield i, mix_seed(self.seed, epoch, i)
+
+
+class SeededSamples(Dataset):
+    """Wraps a dataset so that a key ``(index, seed)`` loads ``dataset[index]`` with the torch RNG seeded by
+    ``seed`` (global RNG state restored afterwards); a plain integer key loads as usual."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        if isinstance(key, tuple):
+            index, seed = key
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self.dataset[index]
+        return self.dataset[key]
+
+SKIPPED_KEY = "_skipped"
+_LOGGED_SKIPS: set[str] = set()  # files already logged by this process (each worker has its own copy)
+
+
+class Skipped(NamedTuple):
+    """Marker a dataset returns in place of a sample it could not read."""
+
+    path: str
+    reason: str
+
+
+class SkippedSampleWarning(UserWarning):
+    """Warned in the main process when unreadable samples were skipped."""
+
+
+class SkipUnreadable(Dataset):
+    """Base for file-backed datasets whose samples may be unreadable.
+
+    Subclasses implement ``__len__``, ``sample_path(index)`` (names the file in reports),
+    ``read(index)`` (I/O and decoding only) and ``prepare(raw, index)`` (transforms; returns the
+    sample dict). Only the errors in ``unreadable_errors`` raised by ``read`` are skipped; an error
+    in ``prepare`` is a bug and propagates.
+    """
+
+    unreadable_errors: tuple[type[BaseException], ...] = (OSError, ValueError, EOFError, SyntaxError)
+
+    def sample_path(self, index: int) -> str:
+        raise NotImplementedError
+
+    def read(self, index: int) -> Any:
+        raise NotImplementedError
+
+    def prepare(self, raw: Any, index: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, Any] | Skipped:
+        try:
+            raw = self.read(index)
+        except self.unreadable_errors as err:
+            skipped = Skipped(self.sample_path(index), f"{type(err).__name__}: {err}")
+            if skipped.path not in _LOGGED_SKIPS:
+                _LOGGED_SKIPS.add(skipped.path)
+                log.warning("skipping unreadable sample %s (%s)", skipped.path, skipped.reason)
+            return skipped
+        return self.prepare(raw, index)
+
+
+def collate_skipping(samples: Sequence[Any]) -> Any:
+    """Default-collate the readable samples; attach the :class:`Skipped` markers as ``"_skipped"``."""
+    skipped = [s for s in samples if isinstance(s, Skipped)]
+    good = [s for s in samples if s is not None and not isinstance(s, Skipped)]
+    if not skipped:
+        return _default_collate(good)
+    if not good:
+        return {SKIPPED_KEY: skipped}
+    batch = _default_collate(good)
+    if not isinstance(batch, dict):
+        raise TypeError(f"collate_skipping needs dict samples to attach '{SKIPPED_KEY}', got {type(good[0])}")
+    batch[SKIPPED_KEY] = skipped
+    return batch
+
+
+class JEPADataModule(L.LightningDataModule):
+    """Builds the DataLoaders from datasets a subclass assigns in ``setup``.
+
+    Subclasses set ``train_dataset``, ``val_dataset`` and optionally ``test_dataset``,
+    ``predict_dataset`` and ``train_eval_dataset`` (the training split with the evaluation
+    transform, for frozen probes). Batches are dicts; see the module docstring for how unreadable
+    samples are skipped and reported. ``skipped_files`` maps each skipped file to its error;
+    ``skipped_count`` counts every skipped sample load (a file skipped in two epochs counts twice).
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        num_workers: int = 8,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        drop_last: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.drop_last = drop_last
+        self.seed = seed
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
+        self.test_dataset: Dataset | None = None
+        self.predict_dataset: Dataset | None = None
+        self.train_eval_dataset: Dataset | None = None
+        self.skipped_files: dict[str, str] = {}
+        self.skipped_count = 0
+
+    # ----------------------------------------------------------------- loaders
+    def _loader(self, dataset: Dataset | None, split: str, *, shuffle: bool, drop_last: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has no {split} dataset: call setup() first"
+                f" (the Trainer does) or use a split this DataModule provides"
+            )
+        if drop_last and len(dataset) < self.batch_size:  # type: ignore[arg-type]
+            raise ValueError(
+                f"{type(self).__name__}: the {split} split has {len(dataset)} samples, fewer than"  # type: ignore[arg-type]
+                f" batch_size={self.batch_size}, and drop_last=True would yield no batch;"
+                f" lower batch_size or set drop_last=False"
+            )
+        workers = self.num_workers
+        sampler = None
+        if shuffle:  # seeded order + per-sample augmentation seeds; starts at the (resumed) epoch
+            epoch = self.trainer.current_epoch if self.trainer is not None else 0
+            sampler = EpochSampler(len(dataset), shuffle=True, seed=self.seed, epoch=epoch)  # type: ignore[arg-type]
+            dataset = SeededSamples(dataset)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            collate_fn=collate_skipping,
+            pin_memory=self.pin_memory and torch.accelerator.is_available(),
+            drop_last=drop_last,
+            persistent_workers=self.persistent_workers and workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, "train", shuffle=True, drop_last=self.drop_last)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, "val", shuffle=False, drop_last=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, "test", shuffle=False, drop_last=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_dataset, "predict", shuffle=False, drop_last=False)
+
+    def train_eval_dataloader(self) -> DataLoader:
+        """The training split with the evaluation transform, in order: for frozen probes."""
+        if self.train_eval_dataset is None:
+            self.setup("fit")
+        return self._loader(self.train_eval_dataset, "train_eval", shuffle=False, drop_last=False)
+
+    # --------------------------------------------------------------- reporting
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Pop ``"_skipped"`` and record it; a batch with no readable sample becomes ``None``."""
+        if not isinstance(batch, dict) or SKIPPED_KEY not in batch:
+            return batch
+        batch = dict(batch)
+        self._record_skipped(batch.pop(SKIPPED_KEY))
+        return batch or None
+
+    def _record_skipped(self, skipped: Sequence[Skipped]) -> None:
+        self.skipped_count += len(skipped)
+        new = {}
+        for path, reason in skipped:
+            if path not in self.skipped_files:
+                self.skipped_files[path] = new[path] = reason
+        if new:
+            listed = "; ".join(f"{p} ({r})" for p, r in new.items())
+            rank_zero_warn(
+                f"skipped {len(new)} unreadable sample(s): {listed}"
+                f" [{len(self.skipped_files)} unreadable file(s) so far]",
+                category=SkippedSampleWarning,
+            )
+
+    def skipped_summary(self, first: int = 5) -> str:
+        """One line: how many files were skipped and the first few of them."""
+        if not self.skipped_files:
+            return "no unreadable samples skipped"
+        head = ", ".join(list(self.skipped_files)[:first])
+        more = f" and {len(self.skipped_files) - first} more" if len(self.skipped_files) > first else ""
+        return f"{len(self.skipped_files)} unreadable file(s) skipped ({self.skipped_count} sample loads): {head}{more}"
+
+    def teardown(self, stage: str) -> None:
+        if self.skipped_files:
+            rank_zero_warn(f"{type(self).__name__}: {self.skipped_summary()}", category=SkippedSampleWarning)

@@ -1,0 +1,3 @@
+from jepa_lightning.cli import main
+
+main()

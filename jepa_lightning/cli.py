@@ -1,0 +1,50 @@
+"""`jepa-lightning fit|validate|test|predict --config recipes/<variant>/<name>.yaml`
+
+A LightningCLI whose model and data are any LightningModule / LightningDataModule given by `class_path`,
+with the defaults a JEPA run wants: TensorBoard logs and checkpoints (keeping `last.ckpt`) under `runs/`,
+a learning-rate monitor, seeding, and the resolved config saved next to the logs.
+"""
+
+from __future__ import annotations
+
+
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from jsonargparse import lazy_instance
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+
+
+def trainer_defaults() -> dict:
+    # `callbacks` given here are always present (not replaced by a recipe's list); the logger is a default.
+    return {
+        "logger": lazy_instance(TensorBoardLogger, save_dir="runs", name="default"),
+        "callbacks": [LearningRateMonitor(logging_interval="step")],
+        "log_every_n_steps": 10,
+    }
+
+
+class JEPACLI(LightningCLI):
+    def __init__(self, args=None, run: bool = True, **kwargs) -> None:
+        kwargs.setdefault("trainer_defaults", trainer_defaults())
+        super().__init__(
+            model_class=LightningModule, datamodule_class=LightningDataModule,
+            subclass_mode_model=True, subclass_mode_data=True,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},  # a resumed run rewrites the same config
+            auto_configure_optimizers=False,
+            args=args, run=run, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # Always present, configurable as `--checkpoint.every_n_epochs ...` etc.
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0,
+                             "checkpoint.enable_version_counter": False})
+
+
+def main(args: list[str] | None = None) -> None:
+    JEPACLI(args=args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""What every JEPA method shares: teacher, schedules, optimizer, per-step seeded masks, logging, `encode`.
+
+A method subclasses `JEPAModule`, implements `sample_masks` (called on the device for the whole batch) and
+`training_step` (the paper's algorithm box), and calls `log_train` with its loss and targets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+
+from jepa_lightning.eval.rankme import RankMe
+from jepa_lightning.masks import step_generator
+from jepa_lightning.optim import WarmupCosineSchedule, linear, param_groups
+from jepa_lightning.targets import EMATeacher
+
+
+class JEPAModule(LightningModule):
+    """Shared JEPA machinery.
+
+    Args:
+        encoder: the context encoder (student); `encoder(x, keep=idx)` encodes only the kept tokens.
+        predictor: predicts target latents from context latents and target positions.
+        input_key: the batch key of the model input (`image`, `video`, ...).
+        lr, start_lr, final_lr, warmup: learning rate warms up linearly from `start_lr` to `lr` over the
+            first `warmup` fraction of optimizer steps, then follows a cosine to `final_lr`.
+        weight_decay, final_weight_decay: cosine schedule of AdamW's decay (matrices only).
+        betas: AdamW betas.
+        ema: EMA momentum of the teacher, linear from the first to the second value over training;
+            `None` for a method without an EMA teacher.
+        eval_encoder: which network `encode` uses for frozen evaluation (I-JEPA evaluates the teacher).
+        mask_seed: masks come from a generator seeded by (mask_seed, rank, batch index), so they differ
+            across ranks and steps and are identical when a run is resumed.
+    """
+
+    def __init__(self, encoder: nn.Module, predictor: nn.Module, input_key: str = "image", lr: float = 1e-3,
+                 start_lr: float = 2e-4, final_lr: float = 1e-6, warmup: float = 0.1,
+                 weight_decay: float = 0.04, final_weight_decay: float = 0.4,
+                 betas: tuple[float, float] = (0.9, 0.999), ema: tuple[float, float] | None = (0.996, 1.0),
+                 eval_encoder: str = "teacher", mask_seed: int = 0) -> None:
+        super().__init__()
+        if not 0.0 <= warmup < 1.0:
+            raise ValueError(f"warmup is a fraction of training in [0, 1), got {warmup}")
+        if eval_encoder not in ("teacher", "encoder"):
+            raise ValueError(f"eval_encoder must be 'teacher' or 'encoder', got {eval_encoder!r}")
+        # Only plain values go to hparams (checkpoints must load with weights_only=True); the modules are
+        # described by the run's saved config.
+        self.save_hyperparameters(dict(
+            input_key=input_key, lr=lr, start_lr=start_lr, final_lr=final_lr, warmup=warmup,
+            weight_decay=weight_decay, final_weight_decay=final_weight_decay, betas=tuple(betas),
+            ema=tuple(ema) if ema is not None else None, eval_encoder=eval_encoder, mask_seed=mask_seed))
+        self.encoder, self.predictor = encoder, predictor
+        self.teacher = EMATeacher(encoder) if ema is not None else None
+        self.rankme = RankMe()
+
+    # ----------------------------------------------------------------- masks
+    def sample_masks(self, batch: dict[str, Any], generator: torch.Generator) -> Any:
+        """Masks for the whole batch, on the batch's device (override in a masked method)."""
+        return None
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if batch is not None and self.trainer is not None and self.trainer.training:
+            # The index this batch gets in the fit loop (counted across epochs; restored on resume).
+            batch_index = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
+            device = batch[self.hparams.input_key].device
+            g = step_generator(self.hparams.mask_seed, self.global_rank, batch_index, device)
+            batch["masks"] = self.sample_masks(batch, g)
+        return batch
+
+    # ------------------------------------------------------------ evaluation
+    @property
+    def eval_network(self) -> nn.Module:
+        if self.hparams.eval_encoder == "teacher" and self.teacher is not None:
+            return self.teacher.module
+        return self.encoder
+
+    @torch.no_grad()
+    def encode(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Frozen-evaluation tokens [B, N, D] of the evaluation encoder on the full input."""
+        return self.eval_network(batch[self.hparams.input_key])
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Evaluation is done by callbacks (online probe, kNN, RankMe) through `encode`."""
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Evaluation is done by callbacks through `encode`."""
+
+    # --------------------------------------------------------------- logging
+    def log_train(self, loss: torch.Tensor, targets: torch.Tensor, features: torch.Tensor) -> None:
+        """`train/loss`, the collapse signals (`train/target_std`: std of the targets over the batch,
+        averaged over channels; `train/rankme` per epoch on pooled features) and the schedules."""
+        bs = features.size(0)
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/target_std", targets.float().flatten(0, -2).std(0).mean(), batch_size=bs)
+        self.rankme.update(features.float())
+        self.log("train/rankme", self.rankme, on_step=False, on_epoch=True, batch_size=bs)
+        opt = self.optimizers(use_pl_optimizer=False)
+        self.log("train/lr", opt.param_groups[0]["lr"], batch_size=bs)
+        self.log("train/wd", opt.param_groups[0]["weight_decay"], batch_size=bs)
+        if self.teacher is not None:
+            self.log("train/ema", self.ema_momentum(self.global_step), batch_size=bs)
+
+    # ---------------------------------------------------- optimizer, teacher
+    def trainable_modules(self) -> list[nn.Module]:
+        return [m for name, m in self.named_children() if name not in ("teacher", "rankme")]
+
+    def configure_optimizers(self):
+        h = self.hparams
+        total = int(self.trainer.estimated_stepping_batches)
+        opt = torch.optim.AdamW(param_groups(self.trainable_modules(), h.weight_decay), lr=h.lr, betas=h.betas)
+        sched = WarmupCosineSchedule(opt, total, int(h.warmup * total), h.start_lr, h.lr, h.final_lr,
+                                     h.weight_decay, h.final_weight_decay)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def ema_momentum(self, step: int) -> float:
+        m0, m1 = self.hparams.ema
+        return linear(step, int(self.trainer.estimated_stepping_batches), m0, m1)
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if self.teacher is not None:
+            self.teacher.update(self.encoder, self.ema_momentum(self.global_step))

@@ -1,0 +1,56 @@
+"""Token embedders: 2-D image patches and 3-D video tubelets."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _pair(x: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    return (int(x), int(x)) if isinstance(x, int) else (int(x[0]), int(x[1]))
+
+
+class PatchEmbed2D(nn.Module):
+    """[B, C, H, W] -> [B, (H/p)*(W/p), D] with a strided convolution (one linear map per patch)."""
+
+    def __init__(self, img_size: int | tuple[int, int] = 224, patch_size: int = 16, in_chans: int = 3,
+                 embed_dim: int = 768) -> None:
+        super().__init__()
+        self.img_size = _pair(img_size)
+        self.patch_size = int(patch_size)
+        if any(s % self.patch_size for s in self.img_size):
+            raise ValueError(f"image size {self.img_size} is not divisible by patch size {self.patch_size}")
+        self.in_chans = in_chans
+        self.grid_size = tuple(s // self.patch_size for s in self.img_size)
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or tuple(x.shape[1:]) != (self.in_chans, *self.img_size):
+            raise ValueError(f"expected images [B, {self.in_chans}, {self.img_size[0]}, {self.img_size[1]}], "
+                             f"got {list(x.shape)}")
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class TubeletEmbed3D(nn.Module):
+    """[B, C, T, H, W] -> [B, (T/t)*(H/p)*(W/p), D]: each token is a t x p x p tubelet."""
+
+    def __init__(self, img_size: int | tuple[int, int] = 224, patch_size: int = 16, num_frames: int = 16,
+                 tubelet_size: int = 2, in_chans: int = 3, embed_dim: int = 768) -> None:
+        super().__init__()
+        self.img_size = _pair(img_size)
+        self.patch_size = int(patch_size)
+        self.num_frames, self.tubelet_size = int(num_frames), int(tubelet_size)
+        if any(s % self.patch_size for s in self.img_size) or self.num_frames % self.tubelet_size:
+            raise ValueError(f"clip {self.num_frames}x{self.img_size} is not divisible into tubelets "
+                             f"{self.tubelet_size}x{self.patch_size}x{self.patch_size}")
+        self.in_chans = in_chans
+        self.grid_size = (self.num_frames // self.tubelet_size,
+                          *(s // self.patch_size for s in self.img_size))
+        kernel = (self.tubelet_size, self.patch_size, self.patch_size)
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=kernel, stride=kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        expected = (self.in_chans, self.num_frames, *self.img_size)
+        if x.dim() != 5 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"expected clips [B, {', '.join(map(str, expected))}], got {list(x.shape)}")
+        return self.proj(x).flatten(2).transpose(1, 2)

@@ -1,0 +1,43 @@
+"""Vision Transformer over tokens that can encode only a subset of them (the JEPA context)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from jepa_lightning.nn.embed import PatchEmbed2D, TubeletEmbed3D
+from jepa_lightning.nn.pos_embed import sincos_pos_embed
+from jepa_lightning.nn.tokens import gather_tokens
+from jepa_lightning.nn.transformer import TransformerStack, init_vit_weights
+
+
+class VisionTransformer(nn.Module):
+    """ViT for images (`num_frames=1`: 2-D patches) or video (`num_frames>1`: 3-D tubelets).
+
+    `forward(x, keep)` embeds every patch, adds fixed sin-cos positions, then keeps only the token
+    indices in `keep` ([B, K], e.g. the context block) before the transformer, so masked tokens cost nothing.
+    Returns [B, K, embed_dim] (K = all tokens when `keep` is None).
+    """
+
+    def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_frames: int = 1,
+                 tubelet_size: int = 2, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
+                 init_std: float = 0.02) -> None:
+        super().__init__()
+        if num_frames == 1:
+            self.patch_embed: nn.Module = PatchEmbed2D(img_size, patch_size, in_chans, embed_dim)
+        else:
+            self.patch_embed = TubeletEmbed3D(img_size, patch_size, num_frames, tubelet_size, in_chans,
+                                              embed_dim)
+        self.grid_size: tuple[int, ...] = self.patch_embed.grid_size
+        self.num_patches = int(torch.tensor(self.grid_size).prod())
+        self.embed_dim = embed_dim
+        self.register_buffer("pos_embed", sincos_pos_embed(self.grid_size, embed_dim)[None], persistent=False)
+        self.transformer = TransformerStack(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate)
+        init_vit_weights(self, init_std)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = self.patch_embed(x) + self.pos_embed
+        if keep is not None:
+            tokens = gather_tokens(tokens, keep)
+        return self.transformer(tokens)

@@ -1,0 +1,82 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from jepa_lightning.nn import TransformerPredictor, VisionTransformer
+from jepa_lightning.optim import WarmupCosineSchedule, cosine, linear, param_groups, warmup_cosine
+from jepa_lightning.targets import EMATeacher, FrozenTeacher, ema_update
+
+
+def test_warmup_cosine_values():
+    assert warmup_cosine(0, 100, 10, 0.1, 1.0, 0.0) == pytest.approx(0.1)
+    assert warmup_cosine(5, 100, 10, 0.1, 1.0, 0.0) == pytest.approx(0.55)
+    assert warmup_cosine(10, 100, 10, 0.1, 1.0, 0.0) == pytest.approx(1.0)
+    assert warmup_cosine(55, 100, 10, 0.1, 1.0, 0.0) == pytest.approx(0.5)
+    assert warmup_cosine(100, 100, 10, 0.1, 1.0, 0.0) == pytest.approx(0.0)
+    assert warmup_cosine(500, 100, 10, 0.1, 1.0, 0.0) == pytest.approx(0.0)  # held after the end
+    assert cosine(25, 100, 0.04, 0.4) == pytest.approx(0.4 + 0.5 * (0.04 - 0.4) * (1 + math.cos(math.pi / 4)))
+    assert linear(50, 100, 0.996, 1.0) == pytest.approx(0.998)
+
+
+def test_param_groups_no_decay_on_norms_biases_tokens():
+    pred = TransformerPredictor(grid_size=(2, 2), embed_dim=8, predictor_dim=8, depth=1, num_heads=2)
+    groups = param_groups(pred, 0.05)
+    decay = {id(p) for p in groups[0]["params"]}
+    names = {id(p): n for n, p in pred.named_parameters()}
+    assert groups[0]["weight_decay"] == 0.05 and groups[1]["weight_decay"] == 0.0
+    assert all(names[i].endswith("weight") and "norm" not in names[i] for i in decay)
+    assert id(pred.mask_tokens) not in decay
+    assert sum(len(g["params"]) for g in groups) == len(list(pred.parameters()))
+
+
+def test_schedule_steps_lr_and_weight_decay_per_optimizer_step():
+    model = nn.Linear(4, 4)
+    opt = torch.optim.AdamW(param_groups(model, 0.04), lr=1.0)
+    sched = WarmupCosineSchedule(opt, total_steps=20, warmup_steps=4, start_lr=0.0, lr=1.0, final_lr=0.0,
+                                 weight_decay=0.04, final_weight_decay=0.4)
+    seen = []
+    for _ in range(20):
+        seen.append((opt.param_groups[0]["lr"], opt.param_groups[0]["weight_decay"], opt.param_groups[1]["lr"]))
+        opt.step()
+        sched.step()
+    assert seen[0][0] == pytest.approx(0.0) and seen[2][0] == pytest.approx(0.5) and seen[4][0] == pytest.approx(1.0)
+    assert seen[10][0] == pytest.approx(warmup_cosine(10, 20, 4, 0.0, 1.0, 0.0))
+    assert seen[0][1] == pytest.approx(0.04) and seen[19][1] == pytest.approx(cosine(19, 20, 0.04, 0.4))
+    assert opt.param_groups[1]["weight_decay"] == 0.0  # bias group never decays
+    # resume: a fresh scheduler loaded from the state continues on the same curve
+    state = sched.state_dict()
+    opt2 = torch.optim.AdamW(param_groups(model, 0.04), lr=1.0)
+    sched2 = WarmupCosineSchedule(opt2, 20, 4, 0.0, 1.0, 0.0, 0.04, 0.4)
+    sched2.load_state_dict(state)
+    sched.step()
+    sched2.step()
+    assert opt2.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"])
+
+
+def test_ema_update_equals_formula():
+    torch.manual_seed(0)
+    student = VisionTransformer(img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2)
+    teacher = EMATeacher(student)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(torch.randn_like(p))
+    before = [p.clone() for p in teacher.module.parameters()]
+    teacher.update(student, 0.9)
+    for b, t, s in zip(before, teacher.module.parameters(), student.parameters()):
+        assert torch.allclose(t, 0.9 * b + 0.1 * s, atol=1e-6)
+    assert not any(p.requires_grad for p in teacher.parameters())
+    teacher.train()
+    assert not teacher.training and not teacher.module.training
+    with pytest.raises(ValueError, match="parameter tensors"):
+        ema_update(teacher.module, nn.Linear(2, 2), 0.5)
+
+
+def test_teacher_runs_without_graph_and_frozen_teacher_never_moves():
+    student = nn.Linear(3, 3)
+    frozen = FrozenTeacher(nn.Linear(3, 3))
+    out = frozen(torch.randn(2, 3, requires_grad=True))
+    assert not out.requires_grad
+    assert all(not p.requires_grad for p in frozen.parameters())
+    assert not hasattr(frozen, "update") and student.weight.requires_grad
