@@ -9,7 +9,6 @@ from .common import (
     SkippedSampleWarning,
     SkipUnreadable,
     collate_skipping,
-    mix_seed,
 )
 from .images import (
     DigitsDataModule,
@@ -31,5 +30,4 @@ __all__ = [
     "Skipped",
     "SkippedSampleWarning",
     "collate_skipping",
-    "mix_seed",
 ]

@@ -35,20 +35,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data import default_collate as _default_collate
 
+from jepa_lightning.seeding import mix_seed
+
 log = logging.getLogger(__name__)
-
-_MASK64 = (1 << 64) - 1
-
-
-def mix_seed(*values: int) -> int:
-    """A 63-bit seed from several integers (splitmix64 over their sequence): nearby inputs give unrelated seeds."""
-    h = 0x9E3779B97F4A7C15
-    for v in values:
-        h = (h ^ (int(v) & _MASK64)) * 0xBF58476D1CE4E5B9 & _MASK64
-        h = (h ^ (h >> 27)) * 0x94D049BB133111EB & _MASK64
-        h ^= h >> 31
-    return h & ((1 << 63) - 1)
-
 
 class EpochSampler(Sampler):
     """Training order and augmentation as pure functions of (seed, epoch, index).

@@ -7,10 +7,9 @@ a learning-rate monitor, seeding, and the resolved config saved next to the logs
 
 from __future__ import annotations
 
-
+from jsonargparse import lazy_instance
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 

@@ -3,8 +3,15 @@ import math
 import pytest
 import torch
 
-from jepa_lightning.nn import (PatchEmbed2D, TransformerPredictor, TubeletEmbed3D, VisionTransformer,
-                               gather_tokens, sincos_1d, sincos_pos_embed)
+from jepa_lightning.nn import (
+    PatchEmbed2D,
+    TransformerPredictor,
+    TubeletEmbed3D,
+    VisionTransformer,
+    gather_tokens,
+    sincos_1d,
+    sincos_pos_embed,
+)
 
 
 def test_sincos_1d_matches_formula():
@@ -53,13 +60,26 @@ def test_patch_and_tubelet_embed_shapes_and_errors():
 
 
 def test_gather_tokens():
-    x = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
-    idx = torch.tensor([[0, 4], [3, 1]])
+    B, N, D = 3, 10, 4
+    x = torch.arange(B * N * D, dtype=torch.float32).view(B, N, D)
+    idx = torch.tensor([[0, 5, 9], [1, 2, 3], [9, 8, 7]])
     out = gather_tokens(x, idx)
-    assert torch.equal(out[1, 0], x[1, 3]) and torch.equal(out[0, 1], x[0, 4])
-    idx3 = torch.tensor([[[0, 1], [2, 3]], [[4, 4], [0, 2]]])
+    assert out.shape == (B, 3, D)
+    for b in range(B):
+        assert torch.equal(out[b], x[b, idx[b]])
+    idx3 = torch.randint(0, N, (B, 2, 5), generator=torch.Generator().manual_seed(0))
     out3 = gather_tokens(x, idx3)
-    assert out3.shape == (2, 2, 2, 3) and torch.equal(out3[1, 1, 1], x[1, 2])
+    assert out3.shape == (B, 2, 5, D)
+    for b in range(B):
+        for t in range(2):
+            assert torch.equal(out3[b, t], x[b, idx3[b, t]])
+    xg = x.clone().requires_grad_(True)
+    gather_tokens(xg, idx).sum().backward()
+    assert xg.grad.sum() == B * 3 * D
+    with pytest.raises(ValueError, match="batch"):
+        gather_tokens(x, idx[:2])
+    with pytest.raises(ValueError, match="indices"):
+        gather_tokens(x, torch.zeros(B, dtype=torch.long))
 
 
 def test_vit_keep_equals_masking_without_attention_leak():

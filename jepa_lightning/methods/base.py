@@ -36,6 +36,8 @@ class JEPAModule(LightningModule):
             across ranks and steps and are identical when a run is resumed.
     """
 
+    module_arguments: tuple[str, ...] = ("encoder", "predictor", "masks", "teacher")
+
     def __init__(self, encoder: nn.Module, predictor: nn.Module, input_key: str = "image", lr: float = 1e-3,
                  start_lr: float = 2e-4, final_lr: float = 1e-6, warmup: float = 0.1,
                  weight_decay: float = 0.04, final_weight_decay: float = 0.4,
@@ -46,12 +48,14 @@ class JEPAModule(LightningModule):
             raise ValueError(f"warmup is a fraction of training in [0, 1), got {warmup}")
         if eval_encoder not in ("teacher", "encoder"):
             raise ValueError(f"eval_encoder must be 'teacher' or 'encoder', got {eval_encoder!r}")
-        # Only plain values go to hparams (checkpoints must load with weights_only=True); the modules are
-        # described by the run's saved config.
-        self.save_hyperparameters(dict(
-            input_key=input_key, lr=lr, start_lr=start_lr, final_lr=final_lr, warmup=warmup,
-            weight_decay=weight_decay, final_weight_decay=final_weight_decay, betas=tuple(betas),
-            ema=tuple(ema) if ema is not None else None, eval_encoder=eval_encoder, mask_seed=mask_seed))
+        # hparams are for the record only (under the CLI: the model's full config, so `validate --ckpt_path`
+        # and `load_from_checkpoint` rebuild it); module-valued arguments are left out so that checkpoints
+        # load with weights_only=True.
+        self.save_hyperparameters(ignore=self.module_arguments)
+        self.input_key, self.eval_encoder, self.mask_seed = input_key, eval_encoder, mask_seed
+        self.lr, self.start_lr, self.final_lr, self.warmup = lr, start_lr, final_lr, warmup
+        self.weight_decay, self.final_weight_decay, self.betas = weight_decay, final_weight_decay, tuple(betas)
+        self.ema = tuple(ema) if ema is not None else None
         self.encoder, self.predictor = encoder, predictor
         self.teacher = EMATeacher(encoder) if ema is not None else None
         self.rankme = RankMe()
@@ -65,22 +69,22 @@ class JEPAModule(LightningModule):
         if batch is not None and self.trainer is not None and self.trainer.training:
             # The index this batch gets in the fit loop (counted across epochs; restored on resume).
             batch_index = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
-            device = batch[self.hparams.input_key].device
-            g = step_generator(self.hparams.mask_seed, self.global_rank, batch_index, device)
+            device = batch[self.input_key].device
+            g = step_generator(self.mask_seed, self.global_rank, batch_index, device)
             batch["masks"] = self.sample_masks(batch, g)
         return batch
 
     # ------------------------------------------------------------ evaluation
     @property
     def eval_network(self) -> nn.Module:
-        if self.hparams.eval_encoder == "teacher" and self.teacher is not None:
+        if self.eval_encoder == "teacher" and self.teacher is not None:
             return self.teacher.module
         return self.encoder
 
     @torch.no_grad()
     def encode(self, batch: dict[str, Any]) -> torch.Tensor:
         """Frozen-evaluation tokens [B, N, D] of the evaluation encoder on the full input."""
-        return self.eval_network(batch[self.hparams.input_key])
+        return self.eval_network(batch[self.input_key])
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Evaluation is done by callbacks (online probe, kNN, RankMe) through `encode`."""
@@ -108,15 +112,15 @@ class JEPAModule(LightningModule):
         return [m for name, m in self.named_children() if name not in ("teacher", "rankme")]
 
     def configure_optimizers(self):
-        h = self.hparams
         total = int(self.trainer.estimated_stepping_batches)
-        opt = torch.optim.AdamW(param_groups(self.trainable_modules(), h.weight_decay), lr=h.lr, betas=h.betas)
-        sched = WarmupCosineSchedule(opt, total, int(h.warmup * total), h.start_lr, h.lr, h.final_lr,
-                                     h.weight_decay, h.final_weight_decay)
+        opt = torch.optim.AdamW(param_groups(self.trainable_modules(), self.weight_decay), lr=self.lr,
+                                betas=self.betas)
+        sched = WarmupCosineSchedule(opt, total, int(self.warmup * total), self.start_lr, self.lr, self.final_lr,
+                                     self.weight_decay, self.final_weight_decay)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def ema_momentum(self, step: int) -> float:
-        m0, m1 = self.hparams.ema
+        m0, m1 = self.ema
         return linear(step, int(self.trainer.estimated_stepping_batches), m0, m1)
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:

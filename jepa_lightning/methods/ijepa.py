@@ -37,13 +37,13 @@ class IJEPA(JEPAModule):
         self.loss_fn = F.smooth_l1_loss if loss == "smooth_l1" else F.mse_loss
 
     def sample_masks(self, batch: dict[str, Any], generator: torch.Generator) -> Masks:
-        x = batch[self.hparams.input_key]
+        x = batch[self.input_key]
         return self.masks(x.size(0), self.encoder.grid_size, generator=generator, device=x.device)
 
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int):
         if batch is None:  # every sample of this batch was unreadable (reported by the DataModule)
             return None
-        x, m = batch[self.hparams.input_key], batch["masks"]
+        x, m = batch[self.input_key], batch["masks"]
         with torch.no_grad():
             h = self.teacher(x)
             features = h.mean(1)

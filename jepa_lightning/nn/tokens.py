@@ -6,10 +6,12 @@ import torch
 
 
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Select tokens by index: x [B, N, D], idx [B, K] -> [B, K, D]; idx [B, T, K] -> [B, T, K, D]."""
-    if idx.dim() == 2:
-        return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.size(-1)))
-    if idx.dim() == 3:
-        b, t, k = idx.shape
-        return gather_tokens(x, idx.reshape(b, t * k)).reshape(b, t, k, x.size(-1))
-    raise ValueError(f"token indices must be [B, K] or [B, T, K], got {list(idx.shape)}")
+    """Select tokens by index (one gather): x [B, N, D], idx [B, K] -> [B, K, D]; idx [B, T, K] -> [B, T, K, D]."""
+    if x.dim() != 3:
+        raise ValueError(f"tokens must be [B, N, D], got {list(x.shape)}")
+    if idx.dim() not in (2, 3):
+        raise ValueError(f"token indices must be [B, K] or [B, T, K], got {list(idx.shape)}")
+    if idx.size(0) != x.size(0):
+        raise ValueError(f"batch sizes differ: tokens {x.size(0)}, indices {idx.size(0)}")
+    flat = idx.reshape(idx.size(0), -1, 1).expand(-1, -1, x.size(-1))
+    return torch.gather(x, 1, flat).reshape(*idx.shape, x.size(-1))

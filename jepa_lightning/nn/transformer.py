@@ -19,7 +19,7 @@ class TransformerStack(nn.Module):
         if dim % num_heads:
             raise ValueError(f"width {dim} is not divisible by num_heads {num_heads}")
         norm = partial(nn.LayerNorm, eps=1e-6)
-        rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth else []
+        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # python: meta-safe
         self.blocks = nn.ModuleList(
             Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=r, norm_layer=norm)
             for r in rates

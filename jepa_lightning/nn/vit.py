@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -30,7 +32,7 @@ class VisionTransformer(nn.Module):
             self.patch_embed = TubeletEmbed3D(img_size, patch_size, num_frames, tubelet_size, in_chans,
                                               embed_dim)
         self.grid_size: tuple[int, ...] = self.patch_embed.grid_size
-        self.num_patches = int(torch.tensor(self.grid_size).prod())
+        self.num_patches = math.prod(self.grid_size)
         self.embed_dim = embed_dim
         self.register_buffer("pos_embed", sincos_pos_embed(self.grid_size, embed_dim)[None], persistent=False)
         self.transformer = TransformerStack(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate)

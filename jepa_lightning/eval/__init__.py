@@ -1,0 +1,12 @@
+"""Frozen evaluation: online linear probe + kNN + RankMe during training, attentive probe, checkpoint I/O."""
+
+from jepa_lightning.eval.attentive_probe import AttentiveProbe
+from jepa_lightning.eval.checkpoint import export_encoder, load_encoder_weights, read_encoder_state
+from jepa_lightning.eval.knn import knn_accuracy, knn_predict
+from jepa_lightning.eval.online_probe import OnlineProbe
+from jepa_lightning.eval.rankme import RankMe, effective_rank
+
+__all__ = [
+    "AttentiveProbe", "export_encoder", "load_encoder_weights", "read_encoder_state", "knn_accuracy",
+    "knn_predict", "OnlineProbe", "RankMe", "effective_rank",
+]

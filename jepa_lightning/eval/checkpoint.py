@@ -1,0 +1,61 @@
+"""Read an encoder out of a training checkpoint, and export it to safetensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+
+def _prefixes(keys) -> list[str]:
+    return sorted({k.split(".", 1)[0] + "." for k in keys if "." in k})
+
+
+def read_encoder_state(path: str | Path, key: str = "teacher") -> dict[str, torch.Tensor]:
+    """The encoder's state dict from a Lightning `.ckpt` (entries of `state_dict` under `f"{key}."`, prefix
+    stripped, `torch.compile`'s `_orig_mod.` removed) or from a `.safetensors` file (the bare encoder state
+    dict, `key` unused). Loads with `weights_only=True` onto the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"encoder checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        return load_file(str(path), device="cpu")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise RuntimeError(f"could not read checkpoint {path} with torch.load(weights_only=True): {err}") from err
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        found = sorted(ckpt)[:20] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path} is not a Lightning checkpoint: no 'state_dict' entry (found {found})")
+    prefix = f"{key}."
+    out = {k[len(prefix):].replace("_orig_mod.", ""): v for k, v in state.items() if k.startswith(prefix)}
+    if not out:
+        raise KeyError(f"no weights under prefix '{prefix}' in {path}; available prefixes: "
+                       f"{_prefixes(state)} (pass one of them, without the dot, as the checkpoint key)")
+    return out
+
+
+def load_encoder_weights(encoder: nn.Module, path: str | Path, key: str = "teacher") -> nn.Module:
+    """Load `encoder` (strictly) from a Lightning checkpoint's `f"{key}."` entries or a `.safetensors` file;
+    returns the encoder."""
+    state = read_encoder_state(path, key)
+    try:
+        encoder.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        src = f"'{key}.' weights in {path}" if Path(path).suffix != ".safetensors" else str(path)
+        raise RuntimeError(f"{src} do not fit {type(encoder).__name__}: {err}") from err
+    return encoder
+
+
+def export_encoder(ckpt_path: str | Path, out_path: str | Path, key: str = "teacher") -> Path:
+    """Write the `f"{key}."` encoder of a Lightning checkpoint (prefix stripped) to a safetensors file."""
+    state = read_encoder_state(ckpt_path, key)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    # clone: safetensors refuses tensors that share storage (e.g. tied weights)
+    save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, str(out_path),
+              metadata={"source": str(ckpt_path), "key": key})
+    return out_path

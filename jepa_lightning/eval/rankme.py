@@ -1,0 +1,56 @@
+"""RankMe (Garrido et al., 2023): the effective rank of a batch of embeddings, a label-free collapse signal."""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+
+def effective_rank(embeddings: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """exp(entropy of p), p_k = sigma_k / sum(sigma) + eps, over the singular values of [n, D] embeddings.
+    Between ~1 (all rows on one line, or constant) and min(n, D) (isotropic)."""
+    if embeddings.dim() != 2:
+        raise ValueError(f"RankMe expects embeddings [n, D], got {list(embeddings.shape)}")
+    s = torch.linalg.svdvals(embeddings.double())
+    p = s / s.sum().clamp_min(torch.finfo(s.dtype).tiny) + eps
+    return torch.exp(-(p * p.log()).sum()).float()
+
+
+class RankMe(Metric):
+    """RankMe of the embeddings seen since the last `reset()`.
+
+    `update(z)` takes [B, D] (or [B, N, D], flattened to tokens). Each process keeps only its `max_samples`
+    most recent rows (default 2048: the rank is read from the singular values of an [n, D] matrix, so n a few
+    times D is enough, and memory and SVD cost stay bounded). Under DDP the states are gathered (`cat`), so
+    `compute()` sees up to world_size * max_samples rows. Embeddings are stored detached, in float32.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, max_samples: int = 2048, eps: float = 1e-7, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if max_samples < 1:
+            raise ValueError(f"max_samples must be >= 1, got {max_samples}")
+        self.max_samples, self.eps = int(max_samples), float(eps)
+        self.add_state("embeddings", default=[], dist_reduce_fx="cat")
+
+    def update(self, embeddings: torch.Tensor) -> None:
+        z = embeddings.detach().float()
+        z = z.reshape(-1, z.size(-1))
+        self.embeddings.append(z[-self.max_samples:])
+        kept, total = [], 0
+        for chunk in reversed(self.embeddings):  # drop the oldest rows beyond the cap
+            if total >= self.max_samples:
+                break
+            chunk = chunk[-(self.max_samples - total):]
+            kept.append(chunk)
+            total += chunk.size(0)
+        self.embeddings = kept[::-1]
+
+    def compute(self) -> torch.Tensor:
+        if isinstance(self.embeddings, list) and not self.embeddings:  # after a DDP sync: one cat tensor
+            raise RuntimeError("RankMe.compute() called before any update()")
+        return effective_rank(dim_zero_cat(self.embeddings), self.eps)

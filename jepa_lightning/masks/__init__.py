@@ -1,0 +1,6 @@
+"""Mask generators: batched, vectorized torch, seeded; they return index tensors."""
+
+from .multiblock import MultiBlockMask2D
+from .utils import Masks, step_generator
+
+__all__ = ["Masks", "MultiBlockMask2D", "step_generator"]

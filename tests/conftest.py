@@ -1,0 +1,36 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TINY = str(ROOT / "recipes" / "ijepa" / "tiny.yaml")
+
+# A very small I-JEPA on digits (16 px, 4x4 patch grid) for end-to-end tests: seconds, not minutes.
+TINY_OVERRIDES = [
+    "--model.init_args.encoder.init_args.img_size=16",
+    "--model.init_args.encoder.init_args.embed_dim=32",
+    "--model.init_args.encoder.init_args.depth=2",
+    "--model.init_args.predictor.init_args.grid_size=[4,4]",
+    "--model.init_args.predictor.init_args.embed_dim=32",
+    "--model.init_args.predictor.init_args.predictor_dim=16",
+    "--model.init_args.predictor.init_args.depth=1",
+    "--model.init_args.masks.init_args.min_keep=2",
+    "--data.init_args.image_size=16",
+    "--data.init_args.batch_size=32",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
+
+
+def tiny_args(tmp_path: Path, *extra: str, subcommand: str = "fit") -> list[str]:
+    return [subcommand, "--config", TINY, *TINY_OVERRIDES,
+            f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
+            f"--checkpoint.dirpath={tmp_path / 'ckpt'}", *extra]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_env(monkeypatch):
+    monkeypatch.setenv("PYTHONWARNINGS", os.environ.get("PYTHONWARNINGS", "ignore::DeprecationWarning"))

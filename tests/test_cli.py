@@ -1,0 +1,142 @@
+"""The CLI end to end: recipes parse and build, bad configs fail early, fit/validate through the console
+script, exact resume from last.ckpt, and a 2-process CPU DDP fit."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from conftest import BIN, ROOT, TINY, tiny_args
+from lightning.pytorch import Callback
+
+from jepa_lightning.cli import JEPACLI
+
+RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if "slurm" not in p.parts)
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
+def test_every_recipe_parses_and_builds_on_meta(recipe, tmp_path, monkeypatch):
+    """No recipe can rot: its config validates and its model builds (on the meta device: no memory)."""
+    monkeypatch.chdir(tmp_path)
+    for split in ("train", "val"):  # a stand-in ImageFolder root for recipes that need a dataset path
+        (tmp_path / "data" / split / "class0").mkdir(parents=True)
+    args = ["--config", str(recipe), "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.num_nodes=1",
+            "--trainer.strategy=auto", "--trainer.precision=32-true"]
+    text = recipe.read_text()
+    if "ImageFolderDataModule" in text:
+        args.append(f"--data.init_args.root={tmp_path / 'data'}")
+    with torch.device("meta"):
+        cli = JEPACLI(args=args, run=False)
+    n_params = sum(p.numel() for p in cli.model.parameters())
+    assert n_params > 0
+    if "vith14" in recipe.name:  # ViT-H/14 encoder ~630M parameters (+ same-size EMA teacher + predictor)
+        assert 600e6 < sum(p.numel() for p in cli.model.encoder.parameters()) < 660e6
+
+
+def test_unknown_key_and_wrong_type_fail_before_training(tmp_path):
+    exe = str(BIN / "jepa-lightning")
+    bad_key = subprocess.run([exe, "fit", "--config", TINY, "--model.init_args.lrr=0.1"],
+                             capture_output=True, text=True, cwd=tmp_path)
+    assert bad_key.returncode != 0 and "lrr" in bad_key.stderr
+    bad_type = subprocess.run([exe, "fit", "--config", TINY, "--model.init_args.lr=fast"],
+                              capture_output=True, text=True, cwd=tmp_path)
+    assert bad_type.returncode != 0 and "fast" in bad_type.stderr
+    assert not (tmp_path / "runs").exists()  # nothing trained
+
+
+def test_console_script_fit_then_validate_reports_probe(tmp_path):
+    exe = str(BIN / "jepa-lightning")
+    fit = subprocess.run([exe, *tiny_args(tmp_path, "--trainer.max_epochs=2", "--trainer.limit_train_batches=6",
+                                          "--trainer.limit_val_batches=2")],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    ckpt = tmp_path / "ckpt" / "last.ckpt"
+    assert ckpt.exists()
+    logs = list((tmp_path / "runs").rglob("events.out.tfevents.*"))
+    configs = list((tmp_path / "runs").rglob("config.yaml"))
+    assert logs and configs  # TensorBoard curves and the resolved config are saved with the run
+    # checkpoints load with weights_only=True
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert any(k.startswith("teacher.") for k in state["state_dict"])
+    val = subprocess.run([sys.executable, "-m", "jepa_lightning",
+                          *tiny_args(tmp_path, f"--ckpt_path={ckpt}", "--trainer.limit_val_batches=2",
+                                     subcommand="validate")],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert val.returncode == 0, val.stderr[-3000:]
+    assert "val/probe_acc" in val.stdout
+
+
+def _weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+class StopAfterEpochs(Callback):
+    """Interrupts a run (as a crash or a kill would) after some epochs, once their checkpoint is written."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True
+
+
+def test_resume_from_last_ckpt_equals_uninterrupted_run(tmp_path):
+    common = ["--trainer.max_epochs=3", "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=2"]
+    full = JEPACLI(args=tiny_args(tmp_path / "a", *common))
+    stopped = JEPACLI(args=tiny_args(tmp_path / "b", *common)[1:], run=False)
+    stopped.trainer.callbacks.append(StopAfterEpochs(2))
+    stopped.trainer.fit(stopped.model, datamodule=stopped.datamodule)
+    assert stopped.trainer.global_step == 8
+    ckpt = tmp_path / "b" / "ckpt" / "last.ckpt"
+    resumed = JEPACLI(args=tiny_args(tmp_path / "b", f"--ckpt_path={ckpt}", *common))
+    assert full.trainer.global_step == resumed.trainer.global_step == 12
+    a, b = _weights(full.model), _weights(resumed.model)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resume"
+    # and training did move the weights
+    fresh = JEPACLI(args=tiny_args(tmp_path / "c", *common, "--trainer.max_steps=0"))
+    assert not torch.equal(_weights(fresh.model)["encoder.transformer.blocks.0.attn.qkv.weight"],
+                           a["encoder.transformer.blocks.0.attn.qkv.weight"])
+
+
+DDP_SCRIPT = textwrap.dedent('''
+    import sys, torch
+    from lightning.pytorch import Callback
+    from jepa_lightning.cli import JEPACLI
+
+    class Record(Callback):
+        def __init__(self):
+            self.masks = []
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.masks.append(batch["masks"].context.clone())
+        def on_train_end(self, trainer, module):
+            torch.save({"teacher": module.teacher.state_dict(), "masks": self.masks,
+                        "world": trainer.world_size},
+                       f"{sys.argv[1]}/rank{trainer.global_rank}.pt")
+
+    out = sys.argv[1]
+    cli = JEPACLI(args=sys.argv[2:], run=False)
+    cli.trainer.callbacks.append(Record())
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+''')
+
+
+def test_two_process_cpu_ddp_keeps_teachers_identical_and_masks_distinct(tmp_path):
+    script = tmp_path / "ddp_fit.py"
+    script.write_text(DDP_SCRIPT)
+    args = tiny_args(tmp_path, "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.max_epochs=1",
+                     "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=0")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # 2 processes on 2 cores: one thread each
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path), *args[1:]], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["world"] == r1["world"] == 2
+    for k in r0["teacher"]:
+        assert torch.equal(r0["teacher"][k], r1["teacher"][k]), f"teacher {k} differs across ranks"
+    assert len(r0["masks"]) == len(r1["masks"]) == 3
+    assert any(not torch.equal(a, b) for a, b in zip(r0["masks"], r1["masks"]))
