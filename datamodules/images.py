@@ -161,14 +161,10 @@ class ImageFolderDataModule(JEPADataModule):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
-        batch_size: int = 64,
-        num_workers: int = 8,
-        pin_memory: bool = True,
-        persistent_workers: bool = True,
-        drop_last: bool = True,
-        seed: int = 0,
+        **loader: Any,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, drop_last, seed)
+        """``loader``: the DataLoader settings of :class:`JEPADataModule` (batch_size, num_workers, ...)."""
+        super().__init__(**loader)
         self.save_hyperparameters()
         self.crop_scale = _check_crop(image_size, crop_scale)
         self.root = os.fspath(root)
@@ -262,14 +258,11 @@ class DigitsDataModule(JEPADataModule):
         split_seed: int = 0,
         mean: float = 0.5,
         std: float = 0.5,
-        batch_size: int = 64,
         num_workers: int = 0,
-        pin_memory: bool = True,
-        persistent_workers: bool = True,
-        drop_last: bool = True,
-        seed: int = 0,
+        **loader: Any,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, drop_last, seed)
+        """``loader``: the other DataLoader settings of :class:`JEPADataModule` (batch_size, seed, ...)."""
+        super().__init__(num_workers=num_workers, **loader)
         self.save_hyperparameters()
         self.crop_scale = _check_crop(image_size, crop_scale)
         if not 0.0 < val_fraction < 1.0:

@@ -7,11 +7,18 @@ a learning-rate monitor, seeding, and the resolved config saved next to the logs
 
 from __future__ import annotations
 
+import warnings
+
 from jsonargparse import lazy_instance
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+
+# Expected by design, not problems: the method draws masks in `on_after_batch_transfer` while DataModules use
+# `on_before_batch_transfer`; teachers are deliberately kept in eval mode.
+EXPECTED_WARNINGS = (r".*overridden `on_after_batch_transfer` in `LightningModule`.*",
+                     r"Found \d+ module\(s\) in eval mode at the start of training.*")
 
 
 def trainer_defaults() -> dict:
@@ -42,6 +49,8 @@ class JEPACLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> None:
+    for pattern in EXPECTED_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
     JEPACLI(args=args)
 
 

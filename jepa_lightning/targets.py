@@ -7,6 +7,8 @@ import copy
 import torch
 from torch import nn
 
+from jepa_lightning.eval.checkpoint import load_encoder_weights
+
 
 @torch.no_grad()
 def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
@@ -44,4 +46,13 @@ class EMATeacher(_Teacher):
 
 
 class FrozenTeacher(_Teacher):
-    """A teacher loaded once (e.g. from a stage-1 checkpoint) that never moves."""
+    """A teacher loaded once (e.g. SALT's stage-1 checkpoint) that never moves.
+
+    `checkpoint`: a Lightning `.ckpt` (the weights under `f"{key}."` in its state dict) or a safetensors
+    export of the bare module; `None` keeps the module's weights as given.
+    """
+
+    def __init__(self, module: nn.Module, checkpoint: str | None = None, key: str = "encoder") -> None:
+        if checkpoint is not None:
+            load_encoder_weights(module, checkpoint, key)
+        super().__init__(module)

@@ -27,6 +27,8 @@ def test_every_recipe_parses_and_builds_on_meta(recipe, tmp_path, monkeypatch):
     text = recipe.read_text()
     if "ImageFolderDataModule" in text:
         args.append(f"--data.init_args.root={tmp_path / 'data'}")
+    if "AttentiveProbe" in text:  # its checkpoint comes from another run
+        args.append("--model.init_args.checkpoint=null")
     with torch.device("meta"):
         cli = JEPACLI(args=args, run=False)
     n_params = sum(p.numel() for p in cli.model.parameters())
@@ -140,3 +142,22 @@ def test_two_process_cpu_ddp_keeps_teachers_identical_and_masks_distinct(tmp_pat
         assert torch.equal(r0["teacher"][k], r1["teacher"][k]), f"teacher {k} differs across ranks"
     assert len(r0["masks"]) == len(r1["masks"]) == 3
     assert any(not torch.equal(a, b) for a, b in zip(r0["masks"], r1["masks"]))
+
+
+def test_attentive_probe_recipe_trains_on_a_saved_encoder(tmp_path):
+    pre = JEPACLI(args=tiny_args(tmp_path / "pre", "--trainer.max_epochs=1", "--trainer.limit_train_batches=4",
+                                 "--trainer.limit_val_batches=0"))
+    ckpt = tmp_path / "pre" / "ckpt" / "last.ckpt"
+    teacher = {k: v.clone() for k, v in pre.model.teacher.module.state_dict().items()}
+    enc = "--model.init_args.encoder.init_args."
+    probe = JEPACLI(args=[
+        "fit", "--config", str(ROOT / "recipes" / "eval" / "attentive_probe_tiny.yaml"),
+        f"{enc}img_size=16", f"{enc}embed_dim=32", f"{enc}depth=2", "--data.init_args.image_size=16",
+        f"--model.init_args.checkpoint={ckpt}", "--trainer.max_epochs=1", "--trainer.limit_train_batches=5",
+        "--trainer.limit_val_batches=3", "--trainer.enable_progress_bar=false",
+        f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}", f"--checkpoint.dirpath={tmp_path / 'probe'}"])
+    for k, v in probe.model.encoder.state_dict().items():  # the frozen encoder is the checkpoint's teacher
+        assert torch.equal(v, teacher[k]), k
+    assert "val/acc" in probe.trainer.callback_metrics
+    saved = torch.load(tmp_path / "probe" / "last.ckpt", weights_only=True)
+    assert not any(k.startswith("encoder.") for k in saved["state_dict"])

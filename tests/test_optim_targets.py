@@ -80,3 +80,13 @@ def test_teacher_runs_without_graph_and_frozen_teacher_never_moves():
     assert not out.requires_grad
     assert all(not p.requires_grad for p in frozen.parameters())
     assert not hasattr(frozen, "update") and student.weight.requires_grad
+
+
+def test_frozen_teacher_loads_a_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    trained = nn.Linear(3, 3)
+    torch.save({"state_dict": {f"encoder.{k}": v for k, v in trained.state_dict().items()}}, tmp_path / "s1.ckpt")
+    teacher = FrozenTeacher(nn.Linear(3, 3), checkpoint=str(tmp_path / "s1.ckpt"), key="encoder")
+    assert torch.equal(teacher.module.weight, trained.weight) and not teacher.module.weight.requires_grad
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        FrozenTeacher(nn.Linear(3, 3), checkpoint=str(tmp_path / "missing.ckpt"))

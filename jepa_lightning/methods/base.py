@@ -114,7 +114,7 @@ class JEPAModule(LightningModule):
     def configure_optimizers(self):
         total = int(self.trainer.estimated_stepping_batches)
         opt = torch.optim.AdamW(param_groups(self.trainable_modules(), self.weight_decay), lr=self.lr,
-                                betas=self.betas)
+                                betas=self.betas, fused=self.device.type in ("cpu", "cuda"))
         sched = WarmupCosineSchedule(opt, total, int(self.warmup * total), self.start_lr, self.lr, self.final_lr,
                                      self.weight_decay, self.final_weight_decay)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -40,10 +40,8 @@ class IJEPA(JEPAModule):
         x = batch[self.input_key]
         return self.masks(x.size(0), self.encoder.grid_size, generator=generator, device=x.device)
 
-    def training_step(self, batch: dict[str, Any] | None, batch_idx: int):
-        if batch is None:  # every sample of this batch was unreadable (reported by the DataModule)
-            return None
-        x, m = batch[self.input_key], batch["masks"]
+    def forward_loss(self, x: torch.Tensor, m: Masks) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The I-JEPA objective on images x with masks m: (loss, targets [B, T, K, D], pooled teacher features)."""
         with torch.no_grad():
             h = self.teacher(x)
             features = h.mean(1)
@@ -51,6 +49,11 @@ class IJEPA(JEPAModule):
             targets = gather_tokens(h, m.targets)                       # [B, T, K, D]
         z = self.encoder(x, keep=m.context)                            # [B, Kc, D]
         pred = self.predictor(z, m.context, m.targets)                  # [B, T, K, D]
-        loss = self.loss_fn(pred, targets)
+        return self.loss_fn(pred, targets), targets, features
+
+    def training_step(self, batch: dict[str, Any] | None, batch_idx: int):
+        if batch is None:  # every sample of this batch was unreadable (reported by the DataModule)
+            return None
+        loss, targets, features = self.forward_loss(batch[self.input_key], batch["masks"])
         self.log_train(loss, targets, features)
         return {"loss": loss, "features": features}
