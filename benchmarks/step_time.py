@@ -14,6 +14,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 
 import torch
@@ -58,6 +59,7 @@ def main() -> None:
     ap.add_argument("--pred-depth", type=int, default=6)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="print the torch profiler's top ops to stderr")
     ap.add_argument("--peak-seconds", type=float, default=3.0, help="time spent measuring the matmul peak")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -95,6 +97,11 @@ def main() -> None:
         if i >= args.warmup:
             mask_times.append(t1 - t0)
             step_times.append(t2 - t0)
+    if args.profile:
+        with torch.profiler.profile() as prof:
+            for i in range(3):
+                step(masks(i))
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15), file=sys.stderr)
     step_s = statistics.median(step_times)
     mask_s = statistics.median(mask_times)
     peak = matmul_peak(args.peak_seconds)

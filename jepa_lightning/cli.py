@@ -32,6 +32,8 @@ def trainer_defaults() -> dict:
 
 class JEPACLI(LightningCLI):
     def __init__(self, args=None, run: bool = True, **kwargs) -> None:
+        for pattern in EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
         kwargs.setdefault("trainer_defaults", trainer_defaults())
         super().__init__(
             model_class=LightningModule, datamodule_class=LightningDataModule,
@@ -49,8 +51,6 @@ class JEPACLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> None:
-    for pattern in EXPECTED_WARNINGS:
-        warnings.filterwarnings("ignore", message=pattern)
     JEPACLI(args=args)
 
 

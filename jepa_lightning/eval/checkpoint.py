@@ -15,7 +15,7 @@ def _prefixes(keys) -> list[str]:
 
 def read_encoder_state(path: str | Path, key: str = "teacher") -> dict[str, torch.Tensor]:
     """The encoder's state dict from a Lightning `.ckpt` (entries of `state_dict` under `f"{key}."`, prefix
-    stripped, `torch.compile`'s `_orig_mod.` removed) or from a `.safetensors` file (the bare encoder state
+    stripped, with a wrapper's `module.` (the EMA/frozen teacher, DDP) and `torch.compile`'s `_orig_mod.` removed) or from a `.safetensors` file (the bare encoder state
     dict, `key` unused). Loads with `weights_only=True` onto the CPU."""
     path = Path(path)
     if not path.is_file():
@@ -32,6 +32,8 @@ def read_encoder_state(path: str | Path, key: str = "teacher") -> dict[str, torc
         raise ValueError(f"{path} is not a Lightning checkpoint: no 'state_dict' entry (found {found})")
     prefix = f"{key}."
     out = {k[len(prefix):].replace("_orig_mod.", ""): v for k, v in state.items() if k.startswith(prefix)}
+    if out and all(k.startswith("module.") for k in out):  # a wrapper (our teachers, DDP) holds the encoder
+        out = {k[len("module."):]: v for k, v in out.items()}
     if not out:
         raise KeyError(f"no weights under prefix '{prefix}' in {path}; available prefixes: "
                        f"{_prefixes(state)} (pass one of them, without the dot, as the checkpoint key)")
