@@ -59,6 +59,7 @@ class JEPAModule(LightningModule):
         self.encoder, self.predictor = encoder, predictor
         self.teacher = EMATeacher(encoder) if ema is not None else None
         self.rankme = RankMe()
+        self.total_steps = 1  # set by configure_optimizers from the Trainer
 
     # ----------------------------------------------------------------- masks
     def sample_masks(self, batch: dict[str, Any], generator: torch.Generator) -> Any:
@@ -112,7 +113,7 @@ class JEPAModule(LightningModule):
         return [m for name, m in self.named_children() if name not in ("teacher", "rankme")]
 
     def configure_optimizers(self):
-        total = int(self.trainer.estimated_stepping_batches)
+        self.total_steps = total = int(self.trainer.estimated_stepping_batches)  # also the EMA schedule's length
         opt = torch.optim.AdamW(param_groups(self.trainable_modules(), self.weight_decay), lr=self.lr,
                                 betas=self.betas, fused=self.device.type in ("cpu", "cuda"))
         sched = WarmupCosineSchedule(opt, total, int(self.warmup * total), self.start_lr, self.lr, self.final_lr,
@@ -121,7 +122,7 @@ class JEPAModule(LightningModule):
 
     def ema_momentum(self, step: int) -> float:
         m0, m1 = self.ema
-        return linear(step, int(self.trainer.estimated_stepping_batches), m0, m1)
+        return linear(step, self.total_steps, m0, m1)
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
