@@ -8,12 +8,14 @@ a learning-rate monitor, seeding, and the resolved config saved next to the logs
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 from jsonargparse import lazy_instance
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 # Expected by design, not problems: the method draws masks in `on_after_batch_transfer` while DataModules use
 # `on_before_batch_transfer`; teachers are deliberately kept in eval mode.
@@ -46,8 +48,21 @@ class JEPACLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Always present, configurable as `--checkpoint.every_n_epochs ...` etc.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_argument("--resume", type=bool, default=True,
+                            help="fit: continue from <checkpoint.dirpath>/last.ckpt when it exists and no "
+                                 "--ckpt_path is given (rerunning an interrupted command resumes it)")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0,
                              "checkpoint.enable_version_counter": False})
+
+
+    def before_fit(self) -> None:
+        config = self.config_init["fit"]
+        dirpath = self.trainer.checkpoint_callback.dirpath if self.trainer.checkpoint_callback else None
+        if config.get("resume") and config.get("ckpt_path") is None and dirpath:
+            last = Path(dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
+            if last.is_file():
+                rank_zero_info(f"Resuming from {last} (pass --resume=false to start over)")
+                config["ckpt_path"] = str(last)
 
 
 def main(args: list[str] | None = None) -> None:

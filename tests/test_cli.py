@@ -92,8 +92,8 @@ def test_resume_from_last_ckpt_equals_uninterrupted_run(tmp_path):
     stopped.trainer.callbacks.append(StopAfterEpochs(2))
     stopped.trainer.fit(stopped.model, datamodule=stopped.datamodule)
     assert stopped.trainer.global_step == 8
-    ckpt = tmp_path / "b" / "ckpt" / "last.ckpt"
-    resumed = JEPACLI(args=tiny_args(tmp_path / "b", f"--ckpt_path={ckpt}", *common))
+    # rerunning the same command resumes from <checkpoint.dirpath>/last.ckpt by itself
+    resumed = JEPACLI(args=tiny_args(tmp_path / "b", *common))
     assert full.trainer.global_step == resumed.trainer.global_step == 12
     a, b = _weights(full.model), _weights(resumed.model)
     assert a.keys() == b.keys()

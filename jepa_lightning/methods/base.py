@@ -1,15 +1,17 @@
 """What every JEPA method shares: teacher, schedules, optimizer, per-step seeded masks, logging, `encode`.
 
-A method subclasses `JEPAModule`, implements `sample_masks` (called on the device for the whole batch) and
-`training_step` (the paper's algorithm box), and calls `log_train` with its loss and targets.
+A method subclasses `JEPAModule` and implements `sample_masks` (called on the device for the whole batch) and
+`objective` (the paper's algorithm box: batch -> loss, targets, pooled features). The shared `training_step`
+skips unreadable batches, guards against non-finite losses and logs.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
 
 from jepa_lightning.eval.rankme import RankMe
@@ -34,6 +36,8 @@ class JEPAModule(LightningModule):
         eval_encoder: which network `encode` uses for frozen evaluation (I-JEPA evaluates the teacher).
         mask_seed: masks come from a generator seeded by (mask_seed, rank, batch index), so they differ
             across ranks and steps and are identical when a run is resumed.
+        nonfinite: on a NaN/inf loss, stop with an error naming the step (`raise`) or skip that optimizer step
+            on every rank (`skip`, with a warning).
     """
 
     module_arguments: tuple[str, ...] = ("encoder", "predictor", "masks", "teacher")
@@ -42,7 +46,8 @@ class JEPAModule(LightningModule):
                  start_lr: float = 2e-4, final_lr: float = 1e-6, warmup: float = 0.1,
                  weight_decay: float = 0.04, final_weight_decay: float = 0.4,
                  betas: tuple[float, float] = (0.9, 0.999), ema: tuple[float, float] | None = (0.996, 1.0),
-                 eval_encoder: str = "teacher", mask_seed: int = 0) -> None:
+                 eval_encoder: str = "teacher", mask_seed: int = 0,
+                 nonfinite: Literal["raise", "skip"] = "raise") -> None:
         super().__init__()
         if not 0.0 <= warmup < 1.0:
             raise ValueError(f"warmup is a fraction of training in [0, 1), got {warmup}")
@@ -52,7 +57,9 @@ class JEPAModule(LightningModule):
         # and `load_from_checkpoint` rebuild it); module-valued arguments are left out so that checkpoints
         # load with weights_only=True.
         self.save_hyperparameters(ignore=self.module_arguments)
-        self.input_key, self.eval_encoder, self.mask_seed = input_key, eval_encoder, mask_seed
+        if nonfinite not in ("raise", "skip"):
+            raise ValueError(f"nonfinite must be 'raise' or 'skip', got {nonfinite!r}")
+        self.input_key, self.eval_encoder, self.mask_seed, self.nonfinite = input_key, eval_encoder, mask_seed, nonfinite
         self.lr, self.start_lr, self.final_lr, self.warmup = lr, start_lr, final_lr, warmup
         self.weight_decay, self.final_weight_decay, self.betas = weight_decay, final_weight_decay, tuple(betas)
         self.ema = tuple(ema) if ema is not None else None
@@ -74,6 +81,27 @@ class JEPAModule(LightningModule):
             g = step_generator(self.mask_seed, self.global_rank, batch_index, device)
             batch["masks"] = self.sample_masks(batch, g)
         return batch
+
+    # -------------------------------------------------------------- training
+    def objective(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The method's loss on a batch: (loss, targets, pooled evaluation features [B, D])."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, Any] | None, batch_idx: int):
+        if batch is None:  # every sample of this batch was unreadable (reported by the DataModule)
+            return None
+        loss, targets, features = self.objective(batch)
+        finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True)
+        if not finite:
+            where = (f"non-finite loss ({loss.item()}) at global step {self.global_step} "
+                     f"(epoch {self.current_epoch}, batch {batch_idx})")
+            if self.nonfinite == "raise":
+                raise FloatingPointError(f"{where}; lower the learning rate, check the data, or set "
+                                         "model.init_args.nonfinite=skip to skip such steps")
+            rank_zero_warn(f"{where}: optimizer step skipped on every rank")
+            return None
+        self.log_train(loss, targets, features)
+        return {"loss": loss, "features": features}
 
     # ------------------------------------------------------------ evaluation
     @property

@@ -49,11 +49,7 @@ class IJEPA(JEPAModule):
             targets = gather_tokens(h, m.targets)                       # [B, T, K, D]
         z = self.encoder(x, keep=m.context)                            # [B, Kc, D]
         pred = self.predictor(z, m.context, m.targets)                  # [B, T, K, D]
-        return self.loss_fn(pred, targets), targets, features
+        return self.loss_fn(pred.float(), targets.float()), targets, features   # loss in fp32 under bf16 autocast
 
-    def training_step(self, batch: dict[str, Any] | None, batch_idx: int):
-        if batch is None:  # every sample of this batch was unreadable (reported by the DataModule)
-            return None
-        loss, targets, features = self.forward_loss(batch[self.input_key], batch["masks"])
-        self.log_train(loss, targets, features)
-        return {"loss": loss, "features": features}
+    def objective(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.forward_loss(batch[self.input_key], batch["masks"])

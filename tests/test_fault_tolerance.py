@@ -1,0 +1,73 @@
+"""A NaN/inf loss never trains on silently: it stops the run naming the step, or skips the step if asked."""
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from test_ijepa import tiny_ijepa
+
+from datamodules import DigitsDataModule
+
+
+
+def poisoned(step: int, **kwargs):
+    model = tiny_ijepa(**kwargs)
+    objective = model.objective
+
+    def maybe_nan(batch):
+        loss, targets, features = objective(batch)
+        return (loss * float("nan") if model.global_step == step else loss), targets, features
+
+    model.objective = maybe_nan
+    return model
+
+
+def fit(model, tmp_path, steps=4):
+    trainer = Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                      default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=DigitsDataModule(image_size=16, batch_size=32))
+    return trainer
+
+
+def test_nonfinite_loss_stops_the_run_naming_the_step(tmp_path):
+    with pytest.raises(FloatingPointError, match=r"non-finite loss \(nan\) at global step 2.*nonfinite=skip"):
+        fit(poisoned(2), tmp_path)
+
+
+def test_nonfinite_loss_can_skip_the_step(tmp_path):
+    model = poisoned(2, nonfinite="skip")
+    with pytest.warns(UserWarning, match="global step 2.*skipped"):
+        trainer = fit(model, tmp_path, steps=4)
+    assert trainer.global_step == 4  # the skipped batch did not count as an optimizer step
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_nonfinite_option_is_checked():
+    with pytest.raises(ValueError, match="nonfinite"):
+        tiny_ijepa(nonfinite="ignore")
+
+
+def test_bf16_mixed_on_cpu_keeps_loss_and_ema_in_fp32(tmp_path):
+    from lightning.pytorch import Callback
+
+    class Dtypes(Callback):
+        def __init__(self):
+            self.loss, self.pred = [], []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.loss.append(outputs["loss"].dtype)
+
+    model, rec = tiny_ijepa(), Dtypes()
+    trainer = Trainer(max_steps=3, accelerator="cpu", precision="bf16-mixed", logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      limit_val_batches=0, callbacks=[rec], default_root_dir=tmp_path)
+    seen = []
+    hook = model.encoder.transformer.blocks[0].attn.qkv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the matmuls really run in bf16 under autocast
+        model.encoder(torch.randn(2, 3, 16, 16))
+    hook.remove()
+    assert seen == [torch.bfloat16]
+    trainer.fit(model, datamodule=DigitsDataModule(image_size=16, batch_size=32))
+    assert rec.loss == [torch.float32] * 3
+    assert all(p.dtype == torch.float32 for p in model.teacher.parameters())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
