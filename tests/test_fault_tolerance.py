@@ -8,7 +8,6 @@ from test_ijepa import tiny_ijepa
 from datamodules import DigitsDataModule
 
 
-
 def poisoned(step: int, **kwargs):
     model = tiny_ijepa(**kwargs)
     objective = model.objective
