@@ -26,7 +26,7 @@ Code that iterates a DataLoader outside the Trainer (e.g. a frozen probe) calls
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import lightning as L
@@ -49,8 +49,12 @@ class EpochSampler(Sampler):
     (e.g. wrapped by a distributed sampler) each pass advances the epoch by itself.
     """
 
-    def __init__(self, num_samples: int, shuffle: bool = True, seed: int = 0, epoch: int = 0) -> None:
+    def __init__(self, num_samples: int, shuffle: bool = True, seed: int = 0, epoch: int = 0,
+                 resume_offset: Callable[[], int] | None = None) -> None:
         self.num_samples, self.shuffle, self.seed, self.epoch = int(num_samples), shuffle, int(seed), int(epoch)
+        # Asked once, when the first pass starts: how many samples of that epoch were already consumed
+        # (a run resumed mid-epoch continues where it stopped instead of replaying the epoch's first batches).
+        self._resume_offset = resume_offset
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -65,7 +69,10 @@ class EpochSampler(Sampler):
             g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
             order = torch.randperm(self.num_samples, generator=g).tolist()
         else:
-            order = range(self.num_samples)
+            order = list(range(self.num_samples))
+        if self._resume_offset is not None:
+            order = order[self._resume_offset():]
+            self._resume_offset = None
         for i in order:
             yield i, mix_seed(self.seed, epoch, i)
 
@@ -205,7 +212,8 @@ class JEPADataModule(L.LightningDataModule):
         sampler = None
         if shuffle:  # seeded order + per-sample augmentation seeds; starts at the (resumed) epoch
             epoch = self.trainer.current_epoch if self.trainer is not None else 0
-            sampler = EpochSampler(len(dataset), shuffle=True, seed=self.seed, epoch=epoch)  # type: ignore[arg-type]
+            sampler = EpochSampler(len(dataset), shuffle=True, seed=self.seed, epoch=epoch,  # type: ignore[arg-type]
+                                   resume_offset=self._consumed_in_resumed_epoch)
             dataset = SeededSamples(dataset)
         return DataLoader(
             dataset,
@@ -217,6 +225,20 @@ class JEPADataModule(L.LightningDataModule):
             drop_last=drop_last,
             persistent_workers=self.persistent_workers and workers > 0,
         )
+
+    def _consumed_in_resumed_epoch(self) -> int:
+        """Samples of the current epoch already trained on, when the Trainer resumed mid-epoch (else 0)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0
+        loop = trainer.fit_loop
+        mid_epoch = loop.epoch_progress.total.processed < loop.epoch_progress.total.started
+        batches = loop.epoch_loop.batch_progress.current.completed if mid_epoch else 0
+        if batches and trainer.world_size > 1:
+            rank_zero_warn("resumed mid-epoch with several processes: this epoch's data order restarts from its "
+                           "first batch (exact mid-epoch resume is single-process only for now)")
+            return 0
+        return batches * self.batch_size
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset, "train", shuffle=True, drop_last=self.drop_last)

@@ -70,3 +70,52 @@ def test_bf16_mixed_on_cpu_keeps_loss_and_ema_in_fp32(tmp_path):
     assert rec.loss == [torch.float32] * 3
     assert all(p.dtype == torch.float32 for p in model.teacher.parameters())
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+KILL_SCRIPT = '''
+import os, signal, sys
+from lightning.pytorch import Callback
+from jepa_lightning.cli import JEPACLI
+
+class KillAt(Callback):
+    def __init__(self, step):
+        self.step = step
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+cli = JEPACLI(args=sys.argv[2:], run=False)
+cli.trainer.callbacks.append(KillAt(int(sys.argv[1])))
+cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+'''
+
+
+@pytest.mark.parametrize("where", ["epoch_end", "random"])
+def test_kill_9_at_a_random_step_then_rerun_resumes_to_identical_weights(tmp_path, where):
+    import random
+    import subprocess
+    import sys
+
+    from conftest import BIN, ROOT, tiny_args
+
+    common = ["--trainer.max_epochs=3", "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=1",
+              "--checkpoint.every_n_train_steps=1"]
+    kill_step = 4 if where == "epoch_end" else random.Random().randint(2, 11)  # any step but the last
+    exe = str(BIN / "jepa-lightning")
+    full = subprocess.run([exe, *tiny_args(tmp_path / "a", *common)], capture_output=True, text=True, cwd=ROOT)
+    assert full.returncode == 0, full.stderr[-2000:]
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT)
+    killed = subprocess.run([sys.executable, str(script), str(kill_step), *tiny_args(tmp_path / "b", *common)[1:]],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert killed.returncode == -9  # SIGKILL: no chance to clean up
+    before = torch.load(tmp_path / "b" / "ckpt" / "last.ckpt", weights_only=True)["global_step"]
+    assert 1 <= before <= kill_step
+    again = subprocess.run([exe, *tiny_args(tmp_path / "b", *common)], capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Resuming from" in again.stderr + again.stdout
+    a = torch.load(tmp_path / "a" / "ckpt" / "last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "ckpt" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 12
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), f"{k} differs after kill -9 + resume"
