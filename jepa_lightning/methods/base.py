@@ -40,7 +40,7 @@ class JEPAModule(LightningModule):
             on every rank (`skip`, with a warning).
     """
 
-    module_arguments: tuple[str, ...] = ("encoder", "predictor", "masks", "teacher")
+    module_arguments: tuple[str, ...] = ("encoder", "predictor", "masks")  # kept out of hparams
 
     def __init__(self, encoder: nn.Module, predictor: nn.Module, input_key: str = "image", lr: float = 1e-3,
                  start_lr: float = 2e-4, final_lr: float = 1e-6, warmup: float = 0.1,
