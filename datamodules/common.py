@@ -26,34 +26,42 @@ Code that iterates a DataLoader outside the Trainer (e.g. a frozen probe) calls
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.data import default_collate as _default_collate
 
 from jepa_lightning.seeding import mix_seed
 
 log = logging.getLogger(__name__)
 
-class EpochSampler(Sampler):
-    """Training order and augmentation as pure functions of (seed, epoch, index).
+class EpochSampler(DistributedSampler):
+    """Training order and augmentation as pure functions of (seed, epoch, index), sharded over ranks.
 
     Yields ``(index, sample_seed)`` keys; a dataset receiving such a key draws its augmentation from
-    ``sample_seed`` (see :class:`SeededSamples`). The permutation of an epoch depends on (seed, epoch) only,
-    so the same run resumed from a checkpoint, or run with a different number of workers, sees exactly the
-    same samples with exactly the same augmentations. Lightning calls ``set_epoch`` each epoch; without it
-    (e.g. wrapped by a distributed sampler) each pass advances the epoch by itself.
+    ``sample_seed`` (see :class:`SeededSamples`). The permutation of an epoch depends on (seed, epoch) only and
+    is dealt to ``num_replicas`` ranks like :class:`~torch.utils.data.DistributedSampler` (padded by repeating
+    its head so every rank gets ``ceil(N / num_replicas)`` samples), so a run resumed from a checkpoint, or run
+    with a different number of workers, sees exactly the same samples with exactly the same augmentations.
+    It is a ``DistributedSampler`` so that Lightning uses it as it is instead of wrapping it. Lightning calls
+    ``set_epoch`` each epoch; without it each pass advances the epoch by itself.
     """
 
     def __init__(self, num_samples: int, shuffle: bool = True, seed: int = 0, epoch: int = 0,
-                 resume_offset: Callable[[], int] | None = None) -> None:
-        self.num_samples, self.shuffle, self.seed, self.epoch = int(num_samples), shuffle, int(seed), int(epoch)
-        # Asked once, when the first pass starts: how many samples of that epoch were already consumed
-        # (a run resumed mid-epoch continues where it stopped instead of replaying the epoch's first batches).
+                 num_replicas: int = 1, rank: int = 0, resume_offset: Callable[[], int] | None = None) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
+        self.dataset_size, self.shuffle, self.seed, self.epoch = int(num_samples), shuffle, int(seed), int(epoch)
+        self.num_replicas, self.rank, self.drop_last = int(num_replicas), int(rank), False
+        self.num_samples = math.ceil(self.dataset_size / self.num_replicas)  # per rank
+        self.total_size = self.num_samples * self.num_replicas
+        # Asked once, when the first pass starts: how many of this rank's samples of that epoch were already
+        # consumed (a run resumed mid-epoch continues where it stopped instead of replaying the first batches).
         self._resume_offset = resume_offset
 
     def set_epoch(self, epoch: int) -> None:
@@ -67,9 +75,11 @@ class EpochSampler(Sampler):
         self.epoch += 1
         if self.shuffle:
             g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
-            order = torch.randperm(self.num_samples, generator=g).tolist()
+            order = torch.randperm(self.dataset_size, generator=g).tolist()
         else:
-            order = list(range(self.num_samples))
+            order = list(range(self.dataset_size))
+        order = (order * math.ceil(self.total_size / max(len(order), 1)))[:self.total_size]
+        order = order[self.rank::self.num_replicas]
         if self._resume_offset is not None:
             order = order[self._resume_offset():]
             self._resume_offset = None
@@ -211,8 +221,11 @@ class JEPADataModule(L.LightningDataModule):
         workers = self.num_workers
         sampler = None
         if shuffle:  # seeded order + per-sample augmentation seeds; starts at the (resumed) epoch
-            epoch = self.trainer.current_epoch if self.trainer is not None else 0
+            trainer = self.trainer
+            epoch = trainer.current_epoch if trainer is not None else 0
+            shards = (trainer.distributed_sampler_kwargs if trainer is not None else None) or {}
             sampler = EpochSampler(len(dataset), shuffle=True, seed=self.seed, epoch=epoch,  # type: ignore[arg-type]
+                                   num_replicas=shards.get("num_replicas", 1), rank=shards.get("rank", 0),
                                    resume_offset=self._consumed_in_resumed_epoch)
             dataset = SeededSamples(dataset)
         return DataLoader(
@@ -227,17 +240,14 @@ class JEPADataModule(L.LightningDataModule):
         )
 
     def _consumed_in_resumed_epoch(self) -> int:
-        """Samples of the current epoch already trained on, when the Trainer resumed mid-epoch (else 0)."""
+        """Samples of this rank's share of the current epoch already trained on, when the Trainer resumed
+        mid-epoch (else 0). Every rank consumed the same number of batches."""
         trainer = self.trainer
         if trainer is None:
             return 0
         loop = trainer.fit_loop
         mid_epoch = loop.epoch_progress.total.processed < loop.epoch_progress.total.started
         batches = loop.epoch_loop.batch_progress.current.completed if mid_epoch else 0
-        if batches and trainer.world_size > 1:
-            rank_zero_warn("resumed mid-epoch with several processes: this epoch's data order restarts from its "
-                           "first batch (exact mid-epoch resume is single-process only for now)")
-            return 0
         return batches * self.batch_size
 
     def train_dataloader(self) -> DataLoader:

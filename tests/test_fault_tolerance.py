@@ -81,7 +81,7 @@ class KillAt(Callback):
     def __init__(self, step):
         self.step = step
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step:  # every rank, after the step's last collective
             os.kill(os.getpid(), signal.SIGKILL)
 
 cli = JEPACLI(args=sys.argv[2:], run=False)
@@ -90,8 +90,10 @@ cli.trainer.fit(cli.model, datamodule=cli.datamodule)
 '''
 
 
-@pytest.mark.parametrize("where", ["epoch_end", "random"])
-def test_kill_9_at_a_random_step_then_rerun_resumes_to_identical_weights(tmp_path, where):
+@pytest.mark.parametrize("where,procs", [("epoch_end", 1), ("random", 1), ("random", 2)])
+def test_kill_9_at_a_random_step_then_rerun_resumes_to_identical_weights(tmp_path, where, procs):
+    """Single process, and 2-process DDP (every rank killed): the rerun resumes mid-epoch exactly."""
+    import os
     import random
     import subprocess
     import sys
@@ -100,22 +102,28 @@ def test_kill_9_at_a_random_step_then_rerun_resumes_to_identical_weights(tmp_pat
 
     common = ["--trainer.max_epochs=3", "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=1",
               "--checkpoint.every_n_train_steps=1"]
-    kill_step = 4 if where == "epoch_end" else random.Random().randint(2, 11)  # any step but the last
+    if procs > 1:
+        common += ["--trainer.strategy=ddp", f"--trainer.devices={procs}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if procs > 1 else None
+    kill_step = 4 if where == "epoch_end" else random.choice([s for s in range(2, 12) if s % 4])  # mid-epoch
+
+    def run(*cmd):
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+
     exe = str(BIN / "jepa-lightning")
-    full = subprocess.run([exe, *tiny_args(tmp_path / "a", *common)], capture_output=True, text=True, cwd=ROOT)
+    full = run(exe, *tiny_args(tmp_path / "a", *common))
     assert full.returncode == 0, full.stderr[-2000:]
     script = tmp_path / "kill.py"
     script.write_text(KILL_SCRIPT)
-    killed = subprocess.run([sys.executable, str(script), str(kill_step), *tiny_args(tmp_path / "b", *common)[1:]],
-                            capture_output=True, text=True, cwd=ROOT)
-    assert killed.returncode == -9  # SIGKILL: no chance to clean up
+    killed = run(sys.executable, str(script), str(kill_step), *tiny_args(tmp_path / "b", *common)[1:])
+    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL: no chance to clean up
     before = torch.load(tmp_path / "b" / "ckpt" / "last.ckpt", weights_only=True)["global_step"]
     assert 1 <= before <= kill_step
-    again = subprocess.run([exe, *tiny_args(tmp_path / "b", *common)], capture_output=True, text=True, cwd=ROOT)
+    again = run(exe, *tiny_args(tmp_path / "b", *common))
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Resuming from" in again.stderr + again.stdout
     a = torch.load(tmp_path / "a" / "ckpt" / "last.ckpt", weights_only=True)
     b = torch.load(tmp_path / "b" / "ckpt" / "last.ckpt", weights_only=True)
     assert a["global_step"] == b["global_step"] == 12
     for k in a["state_dict"]:
-        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), f"{k} differs after kill -9 + resume"
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), f"{k} differs after kill -9 + resume (step {before})"

@@ -388,3 +388,20 @@ def test_training_order_and_augmentation_are_functions_of_seed_and_epoch():
     assert sorted(first) == list(range(10)) and first != second
     s.set_epoch(0)
     assert [i for i, _ in s] == first
+
+
+def test_epoch_sampler_deals_one_permutation_to_the_ranks():
+    from datamodules import EpochSampler
+
+    whole = [k for k in EpochSampler(10, seed=3, epoch=2)]
+    shards = [list(EpochSampler(10, seed=3, epoch=2, num_replicas=3, rank=r)) for r in range(3)]
+    assert [len(s) for s in shards] == [4, 4, 4]  # ceil(10 / 3), padded with the permutation's head
+    dealt = [shards[i % 3][i // 3] for i in range(12)]
+    assert dealt[:10] == whole and dealt[10:] == whole[:2]  # same keys (index, augmentation seed) as 1 rank
+    # resumed mid-epoch: each rank skips only its own consumed samples
+    resumed = EpochSampler(10, seed=3, epoch=2, num_replicas=3, rank=1, resume_offset=lambda: 2)
+    assert list(resumed) == shards[1][2:]
+    resumed.set_epoch(2)
+    assert list(resumed) == shards[1]  # the offset applies to the first pass only
+    with pytest.raises(ValueError, match="rank"):
+        EpochSampler(10, num_replicas=2, rank=2)
