@@ -1,12 +1,15 @@
 """`jepa-lightning fit|validate|test|predict --config recipes/<variant>/<name>.yaml`
+`jepa-lightning slurm --config recipes/<variant>/<name>.yaml --nodes N --gpus-per-node G [--submit]`
 
 A LightningCLI whose model and data are any LightningModule / LightningDataModule given by `class_path`,
 with the defaults a JEPA run wants: TensorBoard logs and checkpoints (keeping `last.ckpt`) under `runs/`,
-a learning-rate monitor, seeding, and the resolved config saved next to the logs.
+a learning-rate monitor, save-and-requeue on SIGUSR1, seeding, the resolved config saved next to the logs,
+and automatic resume of an interrupted `fit`. `slurm` renders/submits an sbatch script (`launch/slurm.py`).
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -17,17 +20,22 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from jepa_lightning.launch.requeue import RequeueOnSignal
+
 # Expected by design, not problems: the method draws masks in `on_after_batch_transfer` while DataModules use
-# `on_before_batch_transfer`; teachers are deliberately kept in eval mode.
+# `on_before_batch_transfer`; teachers are deliberately kept in eval mode; a run resumed mid-epoch continues
+# its epoch exactly because the training sampler skips what the loop's counters say was consumed
+# (datamodules.common.EpochSampler), which Lightning cannot see.
 EXPECTED_WARNINGS = (r".*overridden `on_after_batch_transfer` in `LightningModule`.*",
-                     r"Found \d+ module\(s\) in eval mode at the start of training.*")
+                     r"Found \d+ module\(s\) in eval mode at the start of training.*",
+                     r"You're resuming from a checkpoint that ended before the epoch ended.*")
 
 
 def trainer_defaults() -> dict:
     # `callbacks` given here are always present (not replaced by a recipe's list); the logger is a default.
     return {
         "logger": lazy_instance(TensorBoardLogger, save_dir="runs", name="default"),
-        "callbacks": [LearningRateMonitor(logging_interval="step")],
+        "callbacks": [LearningRateMonitor(logging_interval="step"), RequeueOnSignal()],
         "log_every_n_steps": 10,
     }
 
@@ -60,12 +68,17 @@ class JEPACLI(LightningCLI):
         dirpath = self.trainer.checkpoint_callback.dirpath if self.trainer.checkpoint_callback else None
         if config.get("resume") and config.get("ckpt_path") is None and dirpath:
             last = Path(dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
-            if last.is_file():
+            if last.is_file() or last.is_dir():  # a directory: sharded (ModelParallelStrategy, FSDP2)
                 rank_zero_info(f"Resuming from {last} (pass --resume=false to start over)")
                 config["ckpt_path"] = str(last)
 
 
 def main(args: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["slurm"]:
+        from jepa_lightning.launch.slurm import main as slurm_main
+
+        raise SystemExit(slurm_main(argv[1:]))
     JEPACLI(args=args)
 
 

@@ -77,22 +77,28 @@ import os, signal, sys
 from lightning.pytorch import Callback
 from jepa_lightning.cli import JEPACLI
 
-class KillAt(Callback):
-    def __init__(self, step):
-        self.step = step
+class SignalAt(Callback):
+    def __init__(self, step, how):
+        self.step, self.how = step, how
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:  # every rank, after the step's last collective
+        if trainer.global_step != self.step:
+            return
+        if self.how == "kill":  # every rank, after the step's last collective
             os.kill(os.getpid(), signal.SIGKILL)
+        elif trainer.global_rank == 0:  # preemption warning reaching one rank only
+            os.kill(os.getpid(), signal.SIGUSR1)
 
-cli = JEPACLI(args=sys.argv[2:], run=False)
-cli.trainer.callbacks.append(KillAt(int(sys.argv[1])))
+cli = JEPACLI(args=sys.argv[3:], run=False)
+cli.trainer.callbacks.append(SignalAt(int(sys.argv[1]), sys.argv[2]))
 cli.trainer.fit(cli.model, datamodule=cli.datamodule)
 '''
 
 
-@pytest.mark.parametrize("where,procs", [("epoch_end", 1), ("random", 1), ("random", 2)])
-def test_kill_9_at_a_random_step_then_rerun_resumes_to_identical_weights(tmp_path, where, procs):
-    """Single process, and 2-process DDP (every rank killed): the rerun resumes mid-epoch exactly."""
+@pytest.mark.parametrize("where,procs,how", [("epoch_end", 1, "kill"), ("random", 1, "kill"), ("random", 2, "kill"),
+                                            ("random", 2, "usr1")])
+def test_kill_9_at_a_random_step_then_rerun_resumes_to_identical_weights(tmp_path, where, procs, how):
+    """Single process, and 2-process DDP (every rank killed): the rerun resumes mid-epoch exactly. `usr1`: a
+    preemption warning (SIGUSR1) reaching rank 0 only stops both ranks at the same step after saving."""
     import os
     import random
     import subprocess
@@ -115,10 +121,15 @@ def test_kill_9_at_a_random_step_then_rerun_resumes_to_identical_weights(tmp_pat
     assert full.returncode == 0, full.stderr[-2000:]
     script = tmp_path / "kill.py"
     script.write_text(KILL_SCRIPT)
-    killed = run(sys.executable, str(script), str(kill_step), *tiny_args(tmp_path / "b", *common)[1:])
-    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL: no chance to clean up
+    killed = run(sys.executable, str(script), str(kill_step), how, *tiny_args(tmp_path / "b", *common)[1:])
     before = torch.load(tmp_path / "b" / "ckpt" / "last.ckpt", weights_only=True)["global_step"]
-    assert 1 <= before <= kill_step
+    if how == "kill":
+        assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL: no chance to clean up
+        assert 1 <= before <= kill_step
+    else:  # saved at the next step boundary, every rank stopped there with EX_TEMPFAIL
+        assert killed.returncode == 75, killed.stderr[-2000:]
+        assert f"SIGUSR1: saved {tmp_path / 'b' / 'ckpt' / 'last.ckpt'} at global step {kill_step + 1}" in killed.stderr
+        assert before == kill_step + 1
     again = run(exe, *tiny_args(tmp_path / "b", *common))
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Resuming from" in again.stderr + again.stdout
