@@ -18,8 +18,10 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from jepa_lightning.checkpointing import AtomicCheckpointIO
 from jepa_lightning.launch.requeue import RequeueOnSignal
 
 # Expected by design, not problems: the method draws masks in `on_after_batch_transfer` while DataModules use
@@ -62,6 +64,11 @@ class JEPACLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0,
                              "checkpoint.enable_version_counter": False})
 
+    def instantiate_trainer(self, **kwargs):
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own CheckpointIO
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
 
     def before_fit(self) -> None:
         config = self.config_init["fit"]

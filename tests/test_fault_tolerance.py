@@ -85,6 +85,8 @@ class SignalAt(Callback):
             return
         if self.how == "kill":  # every rank, after the step's last collective
             os.kill(os.getpid(), signal.SIGKILL)
+        elif self.how == "save":  # killed inside the next step's checkpoint save, once its bytes are written
+            os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
         elif trainer.global_rank == 0:  # preemption warning reaching one rank only
             os.kill(os.getpid(), signal.SIGUSR1)
 
@@ -94,11 +96,12 @@ cli.trainer.fit(cli.model, datamodule=cli.datamodule)
 '''
 
 
-@pytest.mark.parametrize("where,procs,how", [("epoch_end", 1, "kill"), ("random", 1, "kill"), ("random", 2, "kill"),
-                                            ("random", 2, "usr1")])
+@pytest.mark.parametrize("where,procs,how", [("epoch_end", 1, "kill"), ("random", 1, "kill"), ("random", 1, "save"),
+                                            ("random", 2, "kill"), ("random", 2, "usr1")])
 def test_kill_9_at_a_random_step_then_rerun_resumes_to_identical_weights(tmp_path, where, procs, how):
     """Single process, and 2-process DDP (every rank killed): the rerun resumes mid-epoch exactly. `usr1`: a
-    preemption warning (SIGUSR1) reaching rank 0 only stops both ranks at the same step after saving."""
+    preemption warning (SIGUSR1) reaching rank 0 only stops both ranks at the same step after saving. `save`:
+    killed while writing a checkpoint, the previous `last.ckpt` is intact (checkpoints are published atomically)."""
     import os
     import random
     import subprocess
@@ -126,6 +129,10 @@ def test_kill_9_at_a_random_step_then_rerun_resumes_to_identical_weights(tmp_pat
     if how == "kill":
         assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL: no chance to clean up
         assert 1 <= before <= kill_step
+    elif how == "save":
+        assert killed.returncode == -9, killed.stderr[-2000:]
+        assert (tmp_path / "b" / "ckpt" / ".last.ckpt.partial").is_file()  # the interrupted write
+        assert before == kill_step  # (this callback runs after the step's own save)
     else:  # saved at the next step boundary, every rank stopped there with EX_TEMPFAIL
         assert killed.returncode == 75, killed.stderr[-2000:]
         assert f"SIGUSR1: saved {tmp_path / 'b' / 'ckpt' / 'last.ckpt'} at global step {kill_step + 1}" in killed.stderr
