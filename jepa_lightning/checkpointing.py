@@ -44,3 +44,38 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
             return super().save_checkpoint(checkpoint, path, storage_options)
         atomic_torch_save(checkpoint, path)
+
+
+# ------------------------------------------------------------------ sharded checkpoints (directories)
+# A sharded checkpoint is a directory written by every rank; it cannot be renamed over its predecessor in one
+# step. So `last.ckpt` is a symbolic link to one of two hidden slots next to it: a save writes the slot the
+# link does not point to, then swaps the link with `os.replace` (atomic). A kill at any moment leaves the link
+# on a complete checkpoint: the previous one, or the new one.
+
+def next_slot(path: str | os.PathLike) -> Path:
+    """The slot directory the next save of the sharded checkpoint `path` writes (not the one in use)."""
+    path = Path(path)
+    slots = [path.with_name(f".{path.name}.{i}") for i in (0, 1)]
+    current = path.resolve() if path.is_symlink() else None
+    return slots[1] if current == slots[0].resolve() else slots[0]
+
+
+def publish_directory(path: str | os.PathLike, slot: str | os.PathLike) -> None:
+    """Point `path` at the complete directory `slot` (same parent) in one atomic step."""
+    path, slot = Path(path), Path(slot)
+    if slot.parent.resolve() != path.parent.resolve():
+        raise ValueError(f"slot {slot} must be next to {path}")
+    link = path.with_name(f".{path.name}.link")
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    os.symlink(slot.name, link)  # relative: the run directory can be moved or copied
+    if path.is_dir() and not path.is_symlink():  # a plain directory from an older save: replaced once
+        import shutil
+
+        shutil.rmtree(path)
+    os.replace(link, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

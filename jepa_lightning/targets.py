@@ -6,18 +6,48 @@ import copy
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from jepa_lightning.eval.checkpoint import load_encoder_weights
 
 
+def _local_pair(name: str, t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tensors to lerp for one teacher/student parameter pair: the local shards of sharded (DTensor)
+    parameters, which must be sharded identically, or the plain tensors."""
+    t_dt, s_dt = isinstance(t, DTensor), isinstance(s, DTensor)
+    if t.shape != s.shape:
+        raise ValueError(f"EMA: parameter '{name}' has shape {tuple(t.shape)} in the teacher and "
+                         f"{tuple(s.shape)} in the student")
+    if not (t_dt or s_dt):
+        return t, s
+    if not (t_dt and s_dt) or t.device_mesh != s.device_mesh or t.placements != s.placements:
+        def where(p):
+            return f"{p.placements} on {p.device_mesh}" if isinstance(p, DTensor) else "an unsharded tensor"
+        raise ValueError(f"EMA: teacher and student are sharded differently at parameter '{name}': teacher "
+                         f"{where(t)}, student {where(s)}; shard the teacher exactly like the student "
+                         "(jepa_lightning.distributed.shard_module with the same mesh)")
+    t_local, s_local = t.to_local(), s.to_local()
+    if t_local.shape != s_local.shape:
+        raise ValueError(f"EMA: local shards of '{name}' differ: teacher {tuple(t_local.shape)}, "
+                         f"student {tuple(s_local.shape)}")
+    return t_local, s_local
+
+
 @torch.no_grad()
 def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
-    """teacher <- momentum * teacher + (1 - momentum) * student, over all parameters in one fused call."""
-    t_params = [p for p in teacher.parameters()]
+    """teacher <- momentum * teacher + (1 - momentum) * student, over all parameters in one fused call.
+
+    Parameters are paired in order. Sharded parameters (FSDP2 DTensors) are updated shard by shard: each
+    process lerps its local shards, which requires teacher and student to be sharded identically (checked;
+    a clear ValueError otherwise, never a silent mix of differently flattened shards)."""
+    t_named = list(teacher.named_parameters())
     s_params = [p.detach() for p in student.parameters()]
-    if len(t_params) != len(s_params):
-        raise ValueError(f"teacher has {len(t_params)} parameter tensors, student {len(s_params)}")
-    torch._foreach_lerp_(t_params, s_params, 1.0 - momentum)
+    if len(t_named) != len(s_params):
+        raise ValueError(f"teacher has {len(t_named)} parameter tensors, student {len(s_params)}")
+    pairs = [_local_pair(name, t, s) for (name, t), s in zip(t_named, s_params)]
+    if pairs:
+        t_local, s_local = zip(*pairs)
+        torch._foreach_lerp_(list(t_local), list(s_local), 1.0 - momentum)
 
 
 class _Teacher(nn.Module):

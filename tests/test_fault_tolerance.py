@@ -1,5 +1,7 @@
 """A NaN/inf loss never trains on silently: it stops the run naming the step, or skips the step if asked."""
 
+import os
+
 import pytest
 import torch
 from lightning.pytorch import Trainer
@@ -145,3 +147,38 @@ def test_kill_9_at_a_random_step_then_rerun_resumes_to_identical_weights(tmp_pat
     assert a["global_step"] == b["global_step"] == 12
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), f"{k} differs after kill -9 + resume (step {before})"
+
+
+def test_sharded_checkpoint_directories_are_published_atomically(tmp_path):
+    """`last.ckpt` of a sharded save is a link swapped onto a complete slot: a save that dies half-way leaves
+    the link on the previous checkpoint; the next save reuses the dead slot."""
+    from jepa_lightning.checkpointing import next_slot, publish_directory
+
+    last = tmp_path / "last.ckpt"
+
+    def save(step: int, die: bool = False):
+        slot = next_slot(last)
+        if slot.exists():
+            import shutil
+            shutil.rmtree(slot)
+        slot.mkdir()
+        (slot / "shard0").write_text(f"step {step}")
+        if die:  # killed before the second shard and the publish
+            return
+        (slot / "shard1").write_text(f"step {step}")
+        publish_directory(last, slot)
+
+    save(1)
+    assert last.is_symlink() and (last / "shard1").read_text() == "step 1"
+    save(2)
+    assert (last / "shard1").read_text() == "step 2" and os.readlink(last) == ".last.ckpt.1"
+    save(3, die=True)
+    assert (last / "shard0").read_text() == (last / "shard1").read_text() == "step 2"  # intact, complete
+    save(4)
+    assert (last / "shard1").read_text() == "step 4" and os.readlink(last) == ".last.ckpt.0"
+    legacy = tmp_path / "old.ckpt"  # a plain directory from an earlier save is replaced by the link
+    legacy.mkdir()
+    slot = next_slot(legacy)
+    slot.mkdir()
+    publish_directory(legacy, slot)
+    assert legacy.is_symlink()

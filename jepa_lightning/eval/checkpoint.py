@@ -13,19 +13,40 @@ def _prefixes(keys) -> list[str]:
     return sorted({k.split(".", 1)[0] + "." for k in keys if "." in k})
 
 
+def _read_sharded(path: Path) -> dict:
+    """`{"state_dict": full tensors}` of a sharded checkpoint directory (`torch.distributed.checkpoint`, as
+    saved by Lightning's ModelParallelStrategy / FSDP2), read in this process without a process group; the
+    optimizer states in it are not read."""
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.default_planner import _EmptyStateDictLoadPlanner
+    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
+
+    if not (path / ".metadata").is_file():
+        raise FileNotFoundError(f"{path} is a directory without '.metadata': not a sharded checkpoint")
+    ckpt: dict = {}
+    _load_state_dict(ckpt, storage_reader=FileSystemReader(path),
+                     planner=_EmptyStateDictLoadPlanner(keys={"state_dict"}), no_dist=True)
+    return ckpt
+
+
 def read_encoder_state(path: str | Path, key: str = "teacher") -> dict[str, torch.Tensor]:
     """The encoder's state dict from a Lightning `.ckpt` (entries of `state_dict` under `f"{key}."`, prefix
     stripped, with a wrapper's `module.` (the EMA/frozen teacher, DDP) and `torch.compile`'s `_orig_mod.` removed) or from a `.safetensors` file (the bare encoder state
-    dict, `key` unused). Loads with `weights_only=True` onto the CPU."""
+    dict, `key` unused). Loads with `weights_only=True` onto the CPU. A directory is read as a sharded
+    checkpoint (FSDP2 under ModelParallelStrategy), its shards assembled into full tensors."""
     path = Path(path)
-    if not path.is_file():
+    if not (path.is_file() or path.is_dir()):
         raise FileNotFoundError(f"encoder checkpoint not found: {path}")
     if path.suffix == ".safetensors":
         return load_file(str(path), device="cpu")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if path.is_dir():
+            ckpt = _read_sharded(path)
+        else:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise RuntimeError(f"could not read checkpoint {path} with torch.load(weights_only=True): {err}") from err
+        how = "as a sharded checkpoint directory" if path.is_dir() else "with torch.load(weights_only=True)"
+        raise RuntimeError(f"could not read checkpoint {path} {how}: {err}") from err
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         found = sorted(ckpt)[:20] if isinstance(ckpt, dict) else type(ckpt).__name__

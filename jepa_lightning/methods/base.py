@@ -14,6 +14,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
 
+from jepa_lightning.distributed import bf16_policy, shard_module
 from jepa_lightning.eval.rankme import RankMe
 from jepa_lightning.masks import step_generator
 from jepa_lightning.optim import WarmupCosineSchedule, linear, param_groups
@@ -139,6 +140,26 @@ class JEPAModule(LightningModule):
     # ---------------------------------------------------- optimizer, teacher
     def trainable_modules(self) -> list[nn.Module]:
         return [m for name, m in self.named_children() if name not in ("teacher", "rankme")]
+
+    def configure_model(self) -> None:
+        """Under a strategy with a device mesh (Lightning's `ModelParallelStrategy`): shard with FSDP2 over
+        the mesh's data-parallel dimension every trainable network (block by block, then its root) and the
+        teacher's network exactly like the encoder, so the EMA update runs on local shards. Under bf16-mixed
+        the FSDP2 policy gathers and computes in bf16 and reduces gradients in fp32 (the sharded parameters,
+        the teacher's included, stay fp32). Without a mesh (single device, DDP) nothing changes."""
+        mesh = self.device_mesh
+        if mesh is None:
+            return
+        if "tensor_parallel" in (mesh.mesh_dim_names or ()) and mesh["tensor_parallel"].size() > 1:
+            raise ValueError(f"{type(self).__name__} supports data parallelism (FSDP2) only: set "
+                             "trainer.strategy.init_args.tensor_parallel_size=1")
+        dp = mesh["data_parallel"] if mesh.ndim > 1 else mesh
+        mp = bf16_policy() if self.trainer.precision == "bf16-mixed" else None
+        for module in self.trainable_modules():
+            if any(True for _ in module.parameters()):
+                shard_module(module, dp, mp)
+        if self.teacher is not None:  # forward only: sharded again right after each forward
+            shard_module(self.teacher.module, dp, mp, reshard_after_forward=True)
 
     def configure_optimizers(self):
         self.total_steps = total = int(self.trainer.estimated_stepping_batches)  # also the EMA schedule's length

@@ -55,5 +55,5 @@ class TransformerPredictor(nn.Module):
             tgt = tgt.flatten(0, 1)                                             # [B*T, K, P]
         k = tgt.size(1)
         out = self.transformer(torch.cat([ctx, tgt], dim=1))[:, -k:]
-        out = self.proj(out)
-        return out.unflatten(0, (b, t)) if multi else out
+        # unflatten before the projection: the output is a fresh tensor, not a view (FSDP2 warns on views)
+        return self.proj(out.unflatten(0, (b, t)) if multi else out)
