@@ -31,6 +31,7 @@ lint: install
 
 bench: install  ## speed benchmarks (JSON on stdout)
 	$(PY) benchmarks/step_time.py
+	$(PY) benchmarks/scaling.py
 
 reproduce: install  ## paper-claim experiments at small scale (slow)
 	$(PY) benchmarks/fidelity/ijepa_digits.py

@@ -4,7 +4,7 @@
 
 One step is the whole I-JEPA update the Trainer runs: masks for the batch, teacher forward, context-encoder
 and predictor forward/backward, fused AdamW step, fused EMA update. FLOPs are counted once with
-`torch.utils.flop_counter.FlopCounterMode`; MFU divides the step's FLOP/s by the matmul peak measured on
+`jepa_lightning.eval.flops.flop_counter` (torch's FlopCounterMode + CPU fused attention); MFU divides the step's FLOP/s by the matmul peak measured on
 the same machine, same threads, in the same run (large square fp32 matmuls). Prints one JSON object.
 """
 
@@ -18,8 +18,8 @@ import sys
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from jepa_lightning.eval.flops import flop_counter
 from jepa_lightning.masks import MultiBlockMask2D, step_generator
 from jepa_lightning.methods import IJEPA
 from jepa_lightning.nn import TransformerPredictor, VisionTransformer
@@ -81,7 +81,7 @@ def main() -> None:
         model.teacher.update(model.encoder, 0.996)
 
     m = masks(0)
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         loss, _, _ = model.forward_loss(x, m)
         loss.backward()
     flops = counter.get_total_flops()

@@ -3,7 +3,7 @@
 
 A LightningCLI whose model and data are any LightningModule / LightningDataModule given by `class_path`,
 with the defaults a JEPA run wants: TensorBoard logs and checkpoints (keeping `last.ckpt`) under `runs/`,
-a learning-rate monitor, save-and-requeue on SIGUSR1, seeding, the resolved config saved next to the logs,
+a learning-rate monitor, cumulative training FLOPs, save-and-requeue on SIGUSR1, seeding, the resolved config saved next to the logs,
 and automatic resume of an interrupted `fit`. `slurm` renders/submits an sbatch script (`launch/slurm.py`).
 """
 
@@ -22,6 +22,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from jepa_lightning.checkpointing import AtomicCheckpointIO
+from jepa_lightning.eval.flops import TrainingFLOPs
 from jepa_lightning.launch.requeue import RequeueOnSignal
 
 # Expected by design, not problems: the method draws masks in `on_after_batch_transfer` while DataModules use
@@ -58,6 +59,7 @@ class JEPACLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Always present, configurable as `--checkpoint.every_n_epochs ...` etc.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(TrainingFLOPs, "flops")  # `--flops.measure_steps=null`: count every step
         parser.add_argument("--resume", type=bool, default=True,
                             help="fit: continue from <checkpoint.dirpath>/last.ckpt when it exists and no "
                                  "--ckpt_path is given (rerunning an interrupted command resumes it)")

@@ -31,3 +31,17 @@ def test_ijepa_digits_fidelity_smoke():
         assert all(0.0 <= v <= 1.0 for v in run[enc].values())
     assert run["random"]["linear_acc"] > 0.3  # digits are easy even for random features: the probe works
     assert isinstance(out["claim"]["holds"], bool)
+
+
+def test_scaling_smoke():
+    out = run_script("benchmarks/scaling.py", "--quick", "--procs", "1", "2")
+    runs = {r["procs"]: r for r in out["runs"]}
+    assert set(runs) == {1, 2}
+    for procs, r in runs.items():
+        assert r["steps_per_s"] > 0 and r["samples_per_s"] > 0 and r["steps_timed"] > 0
+        assert r["global_batch"] == procs * r["batch_per_proc"]
+        assert r["gflop_per_step"] > 0 and r["gflop_per_s"] > 0
+        assert r["peak_rss_mib"] > 0 and len(r["peak_rss_mib_per_rank"]) == procs
+    (vs_one,) = out["scaling"]
+    assert vs_one["speedup"] > 0 and vs_one["efficiency"] > 0
+    assert 1.3 < vs_one["flops_ratio"] < 3  # twice the global batch, about twice the FLOPs per step
