@@ -11,6 +11,7 @@ step; a kill at any moment leaves either the previous checkpoint or the new one.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,24 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(partial, path)
-    fd = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename inside `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def last_checkpoint_path(trainer) -> Path:
+    """Where `last.ckpt` lives: the ModelCheckpoint's folder, else the Trainer's root folder."""
+    cb = trainer.checkpoint_callback
+    if cb is not None and getattr(cb, "dirpath", None):
+        return Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
+    return Path(trainer.default_root_dir) / "last.ckpt"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -70,12 +84,6 @@ def publish_directory(path: str | os.PathLike, slot: str | os.PathLike) -> None:
         link.unlink()
     os.symlink(slot.name, link)  # relative: the run directory can be moved or copied
     if path.is_dir() and not path.is_symlink():  # a plain directory from an older save: replaced once
-        import shutil
-
         shutil.rmtree(path)
     os.replace(link, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync_dir(path.parent)

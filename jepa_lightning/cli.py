@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import warnings
-from pathlib import Path
 
 from jsonargparse import lazy_instance
 from lightning.pytorch import LightningDataModule, LightningModule
@@ -21,7 +20,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from jepa_lightning.checkpointing import AtomicCheckpointIO
+from jepa_lightning.checkpointing import AtomicCheckpointIO, last_checkpoint_path
 from jepa_lightning.eval.flops import TrainingFLOPs
 from jepa_lightning.launch.requeue import RequeueOnSignal
 
@@ -74,9 +73,9 @@ class JEPACLI(LightningCLI):
 
     def before_fit(self) -> None:
         config = self.config_init["fit"]
-        dirpath = self.trainer.checkpoint_callback.dirpath if self.trainer.checkpoint_callback else None
-        if config.get("resume") and config.get("ckpt_path") is None and dirpath:
-            last = Path(dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
+        cb = self.trainer.checkpoint_callback
+        if config.get("resume") and config.get("ckpt_path") is None and cb is not None and cb.dirpath:
+            last = last_checkpoint_path(self.trainer)
             if last.is_file() or last.is_dir():  # a directory: sharded (ModelParallelStrategy, FSDP2)
                 rank_zero_info(f"Resuming from {last} (pass --resume=false to start over)")
                 config["ckpt_path"] = str(last)

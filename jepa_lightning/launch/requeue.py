@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+from jepa_lightning.checkpointing import last_checkpoint_path
 
 EX_TEMPFAIL = 75  # exit status of a run stopped to be resumed later (sysexits.h: "try again later")
 
@@ -57,16 +57,10 @@ class RequeueOnSignal(Callback):
             signal.signal(self.signum, self._previous)
             self._previous = None
 
-    def checkpoint_path(self, trainer: Trainer) -> Path:
-        cb = trainer.checkpoint_callback
-        if isinstance(cb, ModelCheckpoint) and cb.dirpath:
-            return Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
-        return Path(trainer.default_root_dir) / "last.ckpt"
-
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx) -> None:
         if not trainer.strategy.reduce_boolean_decision(self.received, all=False):
             return
-        path = self.checkpoint_path(trainer)
+        path = last_checkpoint_path(trainer)
         trainer.save_checkpoint(path)  # every rank takes part (sharded strategies write their shards)
         rank_zero_info(f"{self.signum.name}: saved {path} at global step {trainer.global_step}")
         job = slurm_job_id()

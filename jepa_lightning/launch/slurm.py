@@ -66,10 +66,6 @@ class SlurmJob:
             self.job_name = f"{self.config.parent.name}-{self.config.stem}"
         self.run_dir = Path(self.run_dir or Path("runs") / "slurm" / self.job_name).resolve()
 
-    @property
-    def devices(self) -> int:
-        return self.tasks_per_node  # type: ignore[return-value]
-
     def directives(self) -> list[str]:
         opts = {
             "job-name": self.job_name, "nodes": self.nodes, "ntasks-per-node": self.tasks_per_node,
@@ -85,7 +81,7 @@ class SlurmJob:
     def command(self) -> list[str]:
         accelerator = "gpu" if self.gpus_per_node else "cpu"
         return [self.python, "-m", "jepa_lightning", "fit", "--config", str(self.config),
-                f"--trainer.num_nodes={self.nodes}", f"--trainer.devices={self.devices}",
+                f"--trainer.num_nodes={self.nodes}", f"--trainer.devices={self.tasks_per_node}",
                 f"--trainer.accelerator={accelerator}", f"--trainer.default_root_dir={self.run_dir}",
                 f"--trainer.logger.init_args.save_dir={self.run_dir}",
                 f"--checkpoint.dirpath={self.run_dir / 'checkpoints'}", *self.fit_args]
