@@ -1,4 +1,5 @@
-"""DataModules, one file per modality. They yield dict batches and import nothing from jepa_lightning."""
+"""DataModules, one file per modality. They yield dict batches and import nothing from jepa_lightning but its
+seeding helpers (never a method: a method reads batch keys, a DataModule knows no method)."""
 
 from .common import (
     SKIPPED_KEY,
@@ -6,6 +7,7 @@ from .common import (
     JEPADataModule,
     SeededSamples,
     Skipped,
+    SkippedReport,
     SkippedSampleWarning,
     SkipUnreadable,
     collate_skipping,
@@ -16,18 +18,45 @@ from .images import (
     ImageFolderDataModule,
     ImageFolderDataset,
 )
+from .video import (
+    MOTIONS,
+    VIDEO_EXTENSIONS,
+    MovingDigitsDataModule,
+    ShortVideoError,
+    VideoClipDataset,
+    VideoDataModule,
+    VideoEvalTransform,
+    VideoTrainTransform,
+    clip_indices,
+    read_frames,
+    read_video_index,
+    video_frame_count,
+)
 
 __all__ = [
+    "MOTIONS",
     "SKIPPED_KEY",
+    "VIDEO_EXTENSIONS",
     "DigitsDataModule",
     "DigitsDataset",
     "EpochSampler",
     "ImageFolderDataModule",
     "ImageFolderDataset",
     "JEPADataModule",
+    "MovingDigitsDataModule",
     "SeededSamples",
+    "ShortVideoError",
     "SkipUnreadable",
     "Skipped",
+    "SkippedReport",
     "SkippedSampleWarning",
+    "VideoClipDataset",
+    "VideoDataModule",
+    "VideoEvalTransform",
+    "VideoTrainTransform",
+    "clip_indices",
     "collate_skipping",
+    "read_frames",
+    "read_video_index",
+    "video_frame_count",
 ]

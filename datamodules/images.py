@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from .common import JEPADataModule, SkipUnreadable
+from .common import JEPADataModule, SkipUnreadable, list_class_folders
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -66,22 +66,6 @@ def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float])
 
 
 # ---------------------------------------------------------------------------------- image folders
-def list_classes(folder: str) -> list[str]:
-    """Sorted class sub-folder names of ``folder`` (hidden entries ignored)."""
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(
-            f"image folder '{folder}' does not exist; expected one sub-folder per class"
-            f" (e.g. {os.path.join(folder, '<class>', 'image.jpg')})"
-        )
-    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
-    if not classes:
-        raise FileNotFoundError(
-            f"no class sub-folders in '{folder}'; expected one sub-folder per class"
-            f" (e.g. {os.path.join(folder, '<class>', 'image.jpg')})"
-        )
-    return classes
-
-
 def scan_image_folder(
     folder: str, classes: Sequence[str], extensions: Sequence[str] = IMAGE_EXTENSIONS
 ) -> list[tuple[str, int]]:
@@ -183,14 +167,14 @@ class ImageFolderDataModule(JEPADataModule):
             for split, d in (("train", train_dir), ("val", val_dir), ("test", test_dir))
             if d is not None
         }
-        self.classes = list_classes(self.split_dirs["train"])
+        self.classes = list_class_folders(self.split_dirs["train"])
         self.num_classes = len(self.classes)
         for split in ("val", "test"):
             if split in self.split_dirs:
                 self._check_same_classes(self.split_dirs[split])
 
     def _check_same_classes(self, folder: str) -> None:
-        other = list_classes(folder)
+        other = list_class_folders(folder)
         if other != self.classes:
             missing = sorted(set(self.classes) - set(other))
             extra = sorted(set(other) - set(self.classes))

@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from datamodules.common import SkippedReport
 from jepa_lightning.checkpointing import AtomicCheckpointIO, last_checkpoint_path
 from jepa_lightning.eval.flops import TrainingFLOPs
 from jepa_lightning.launch.requeue import RequeueOnSignal
@@ -37,7 +38,7 @@ def trainer_defaults() -> dict:
     # `callbacks` given here are always present (not replaced by a recipe's list); the logger is a default.
     return {
         "logger": lazy_instance(TensorBoardLogger, save_dir="runs", name="default"),
-        "callbacks": [LearningRateMonitor(logging_interval="step"), RequeueOnSignal()],
+        "callbacks": [LearningRateMonitor(logging_interval="step"), RequeueOnSignal(), SkippedReport()],
         "log_every_n_steps": 10,
     }
 

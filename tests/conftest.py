@@ -34,3 +34,29 @@ def tiny_args(tmp_path: Path, *extra: str, subcommand: str = "fit") -> list[str]
 @pytest.fixture(autouse=True)
 def _quiet_env(monkeypatch):
     monkeypatch.setenv("PYTHONWARNINGS", os.environ.get("PYTHONWARNINGS", "ignore::DeprecationWarning"))
+
+
+# Video recipes shrunk for end-to-end tests: a 1-block ViT on 16 moving-digits videos of 16 frames.
+RECIPES = ROOT / "recipes"
+VIDEO_DATA = ["--data.init_args.num_train=32", "--data.init_args.num_val=16", "--data.init_args.video_frames=16",
+              "--data.init_args.batch_size=8", "--data.init_args.num_workers=0"]
+VIDEO_ENCODER = ["embed_dim=32", "depth=1", "num_heads=2"]
+VIDEO_PREDICTOR = ["embed_dim=32", "predictor_dim=16", "depth=1", "num_heads=2"]
+
+
+def video_args(recipe: str, tmp_path: Path, cache: Path, *extra: str, subcommand: str = "fit",
+               encoders: tuple[str, ...] = ("encoder",), predictor: bool = True) -> list[str]:
+    args = [subcommand, "--config", str(RECIPES / recipe), f"--data.init_args.cache_dir={cache}", *VIDEO_DATA,
+            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+            f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}", f"--checkpoint.dirpath={tmp_path / 'ckpt'}"]
+    for name in encoders:
+        args += [f"--model.init_args.{name}.init_args.{a}" for a in VIDEO_ENCODER]
+    if predictor:
+        args += [f"--model.init_args.predictor.init_args.{a}" for a in VIDEO_PREDICTOR]
+    return [*args, *extra]
+
+
+@pytest.fixture(scope="session")
+def video_cache(tmp_path_factory) -> Path:
+    """One moving-digits cache for the whole session (the videos are generated on first use)."""
+    return tmp_path_factory.mktemp("moving_digits")

@@ -22,7 +22,9 @@ class OnlineProbe(L.Callback):
     features, so one learning rate suits any feature scale). It has its own AdamW, stepped in
     `on_train_batch_end` on `outputs["features"]` (the method's pooled evaluation-encoder features of that
     batch; if absent, `pl_module.encode(batch).mean(1)`) and `batch[label_key]`. Nothing flows back into the
-    method. Logs `train/probe_loss`, `train/probe_acc`.
+    method. Logs `train/probe_loss`, `train/probe_acc`. Several probes can watch different label keys of the same
+    batch (e.g. appearance and motion labels of a video): a probe on a key other than `label` names its metrics
+    after it (`train/motion_probe_acc`, `val/motion_probe_acc`, `val/motion_knn_acc`, `val/motion_rankme`).
 
     Validation features are `pl_module.encode(batch).mean(1)`. At the end of validation it logs
     `val/probe_acc`, `val/knn_acc` (weighted kNN, k=`knn_k`, against a FIFO bank of the last `knn_bank_size`
@@ -42,6 +44,7 @@ class OnlineProbe(L.Callback):
             raise ValueError(f"OnlineProbe needs num_classes >= 2, got {num_classes}")
         self.num_classes, self.lr, self.weight_decay = num_classes, lr, weight_decay
         self.label_key, self.knn_k, self.knn_bank_size = label_key, knn_k, knn_bank_size
+        self.prefix = "" if label_key == "label" else f"{label_key}_"
         self.head: nn.Sequential | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self._pending_state: dict[str, Any] | None = None
@@ -149,8 +152,8 @@ class OnlineProbe(L.Callback):
         self.optimizer.step()
         acc = (logits.detach().argmax(1) == labels).float().mean()
         b = labels.size(0)
-        pl_module.log("train/probe_loss", loss.detach(), on_step=True, on_epoch=False, sync_dist=True, batch_size=b)
-        pl_module.log("train/probe_acc", acc, on_step=True, on_epoch=False, sync_dist=True, batch_size=b)
+        pl_module.log(f"train/{self.prefix}probe_loss", loss.detach(), on_step=True, on_epoch=False, sync_dist=True, batch_size=b)
+        pl_module.log(f"train/{self.prefix}probe_acc", acc, on_step=True, on_epoch=False, sync_dist=True, batch_size=b)
 
     # ---------------------------------------------------------------- validation
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -174,7 +177,7 @@ class OnlineProbe(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._val_acc.update_called:
             return
-        pl_module.log("val/probe_acc", self._val_acc.compute(), sync_dist=True)
+        pl_module.log(f"val/{self.prefix}probe_acc", self._val_acc.compute(), sync_dist=True)
         if self._val_knn_acc.update_called:
-            pl_module.log("val/knn_acc", self._val_knn_acc.compute(), sync_dist=True)
-        pl_module.log("val/rankme", self._val_rankme.compute(), sync_dist=True)
+            pl_module.log(f"val/{self.prefix}knn_acc", self._val_knn_acc.compute(), sync_dist=True)
+        pl_module.log(f"val/{self.prefix}rankme", self._val_rankme.compute(), sync_dist=True)

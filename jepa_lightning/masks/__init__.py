@@ -1,6 +1,7 @@
 """Mask generators: batched, vectorized torch, seeded; they return index tensors."""
 
 from .multiblock import MultiBlockMask2D
+from .multiblock3d import MultiBlockMask3D
 from .utils import Masks, step_generator
 
-__all__ = ["Masks", "MultiBlockMask2D", "step_generator"]
+__all__ = ["Masks", "MultiBlockMask2D", "MultiBlockMask3D", "step_generator"]

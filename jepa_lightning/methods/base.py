@@ -84,8 +84,9 @@ class JEPAModule(LightningModule):
         return batch
 
     # -------------------------------------------------------------- training
-    def objective(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The method's loss on a batch: (loss, targets, pooled evaluation features [B, D])."""
+    def objective(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The method's loss on a batch: (loss, targets, pooled evaluation features [B, D] when the objective
+        computes them for free (e.g. from the EMA teacher's forward), else None)."""
         raise NotImplementedError
 
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int):
@@ -102,7 +103,7 @@ class JEPAModule(LightningModule):
             rank_zero_warn(f"{where}: optimizer step skipped on every rank")
             return None
         self.log_train(loss, targets, features)
-        return {"loss": loss, "features": features}
+        return {"loss": loss} if features is None else {"loss": loss, "features": features}
 
     # ------------------------------------------------------------ evaluation
     @property
@@ -123,18 +124,20 @@ class JEPAModule(LightningModule):
         """Evaluation is done by callbacks through `encode`."""
 
     # --------------------------------------------------------------- logging
-    def log_train(self, loss: torch.Tensor, targets: torch.Tensor, features: torch.Tensor) -> None:
+    def log_train(self, loss: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None) -> None:
         """`train/loss`, the collapse signals (`train/target_std`: std of the targets over the batch,
-        averaged over channels; `train/rankme` per epoch on pooled features) and the schedules."""
-        bs = features.size(0)
+        averaged over channels; `train/rankme` per epoch on the pooled evaluation features, when the objective
+        computed them) and the schedules."""
+        bs = targets.size(0)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/target_std", targets.float().flatten(0, -2).std(0).mean(), batch_size=bs)
-        self.rankme.update(features.float())
-        self.log("train/rankme", self.rankme, on_step=False, on_epoch=True, batch_size=bs)
+        if features is not None:
+            self.rankme.update(features.float())
+            self.log("train/rankme", self.rankme, on_step=False, on_epoch=True, batch_size=bs)
         opt = self.optimizers(use_pl_optimizer=False)
         self.log("train/lr", opt.param_groups[0]["lr"], batch_size=bs)
         self.log("train/wd", opt.param_groups[0]["weight_decay"], batch_size=bs)
-        if self.teacher is not None:
+        if isinstance(self.teacher, EMATeacher):
             self.log("train/ema", self.ema_momentum(self.global_step), batch_size=bs)
 
     # ---------------------------------------------------- optimizer, teacher
@@ -175,5 +178,5 @@ class JEPAModule(LightningModule):
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        if self.teacher is not None:
+        if isinstance(self.teacher, EMATeacher):
             self.teacher.update(self.encoder, self.ema_momentum(self.global_step))

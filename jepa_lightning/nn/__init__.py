@@ -1,6 +1,6 @@
 """Modality-agnostic building blocks: token embedders, ViT over tokens, predictor, poolers."""
 
-from jepa_lightning.nn.embed import PatchEmbed2D, TubeletEmbed3D
+from jepa_lightning.nn.embed import PatchEmbed2D, TubeletEmbed3D, patchify
 from jepa_lightning.nn.pooler import AttentivePooler
 from jepa_lightning.nn.pos_embed import sincos_1d, sincos_pos_embed
 from jepa_lightning.nn.predictor import TransformerPredictor
@@ -10,6 +10,6 @@ from jepa_lightning.nn.vit import VisionTransformer
 
 __all__ = [
     "PatchEmbed2D", "TubeletEmbed3D", "sincos_1d", "sincos_pos_embed", "TransformerPredictor",
-    "gather_tokens", "TransformerStack", "init_vit_weights", "VisionTransformer",
+    "gather_tokens", "patchify", "TransformerStack", "init_vit_weights", "VisionTransformer",
     "AttentivePooler",
 ]

@@ -54,3 +54,19 @@ class TubeletEmbed3D(nn.Module):
         if x.dim() != 5 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"expected clips [B, {', '.join(map(str, expected))}], got {list(x.shape)}")
         return self.proj(x).flatten(2).transpose(1, 2)
+
+
+def patchify(x: torch.Tensor, patch_size: int, tubelet_size: int = 1) -> torch.Tensor:
+    """Pixels of every token, in the embedders' token order: images [B, C, H, W] -> [B, N, p*p*C]; clips
+    [B, C, T, H, W] -> [B, N, t*p*p*C] (t = `tubelet_size`), each token's pixels ordered (t, p, p, C)."""
+    p, t = int(patch_size), int(tubelet_size)
+    if x.dim() == 4:
+        x = x.unsqueeze(2)
+        t = 1
+    if x.dim() != 5:
+        raise ValueError(f"patchify expects images [B, C, H, W] or clips [B, C, T, H, W], got {list(x.shape)}")
+    b, c, frames, h, w = x.shape
+    if frames % t or h % p or w % p:
+        raise ValueError(f"input {list(x.shape)} is not divisible into {t}x{p}x{p} tubelets")
+    x = x.reshape(b, c, frames // t, t, h // p, p, w // p, p)
+    return x.permute(0, 2, 4, 6, 3, 5, 7, 1).reshape(b, (frames // t) * (h // p) * (w // p), t * p * p * c)

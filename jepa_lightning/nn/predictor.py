@@ -15,35 +15,46 @@ from jepa_lightning.nn.transformer import TransformerStack, init_vit_weights
 class TransformerPredictor(nn.Module):
     """Project context tokens to `predictor_dim`, append one learned mask token per target position (plus
     that position's sin-cos embedding), run a transformer, and project the target tokens back to
-    `embed_dim`.
+    `out_dim` (default `embed_dim`: the encoder's own latents; another width to predict a different target, e.g. a
+    smaller frozen teacher's latents (SALT) or pixels (a reconstruction decoder)).
 
     Several target blocks are predicted in ONE batched pass: with `target_idx` [B, T, K] the context is
     projected once, repeated per block, and the T blocks are stacked along the batch, so each block's mask
     tokens see the context and each other but not the other blocks (as in I-JEPA). `mask_token_id`
-    chooses among `num_mask_tokens` learned tokens (V-JEPA keeps one per mask generator).
+    chooses among `num_mask_tokens` learned tokens (V-JEPA keeps one per mask generator; it initialises them at
+    zero: `zero_init_mask_tokens`).
     """
 
     def __init__(self, grid_size: Sequence[int] = (14, 14), embed_dim: int = 768, predictor_dim: int = 384,
                  depth: int = 6, num_heads: int = 12, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 drop_path_rate: float = 0.0, num_mask_tokens: int = 1, init_std: float = 0.02) -> None:
+                 drop_path_rate: float = 0.0, num_mask_tokens: int = 1, out_dim: int | None = None,
+                 zero_init_mask_tokens: bool = False, init_std: float = 0.02) -> None:
         super().__init__()
         self.grid_size = tuple(int(g) for g in grid_size)
+        if num_mask_tokens < 1:
+            raise ValueError(f"num_mask_tokens must be >= 1, got {num_mask_tokens}")
         self.embed_dim, self.predictor_dim = embed_dim, predictor_dim
+        self.out_dim = embed_dim if out_dim is None else int(out_dim)
+        self.num_mask_tokens = num_mask_tokens
         self.embed = nn.Linear(embed_dim, predictor_dim)
         self.mask_tokens = nn.Parameter(torch.zeros(num_mask_tokens, predictor_dim))
         self.register_buffer("pos_embed", sincos_pos_embed(self.grid_size, predictor_dim)[None],
                              persistent=False)
         self.transformer = TransformerStack(predictor_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate)
-        self.proj = nn.Linear(predictor_dim, embed_dim)
+        self.proj = nn.Linear(predictor_dim, self.out_dim)
         init_vit_weights(self, init_std)
-        nn.init.trunc_normal_(self.mask_tokens, std=init_std)
+        if not zero_init_mask_tokens:
+            nn.init.trunc_normal_(self.mask_tokens, std=init_std)
 
     def forward(self, z: torch.Tensor, context_idx: torch.Tensor, target_idx: torch.Tensor,
                 mask_token_id: int = 0) -> torch.Tensor:
         """z [B, Kc, embed_dim] at positions context_idx [B, Kc]; target_idx [B, K] or [B, T, K].
-        Returns [B, K, embed_dim] or [B, T, K, embed_dim]."""
+        Returns [B, K, out_dim] or [B, T, K, out_dim]."""
         if z.size(-1) != self.embed_dim:
             raise ValueError(f"predictor expects encoder width {self.embed_dim}, got {z.size(-1)}")
+        if not 0 <= mask_token_id < self.num_mask_tokens:
+            raise ValueError(f"mask_token_id {mask_token_id} out of range: the predictor has {self.num_mask_tokens} "
+                             "mask token(s) (set predictor num_mask_tokens to the number of mask generators)")
         multi = target_idx.dim() == 3
         b = z.size(0)
         t = target_idx.size(1) if multi else 1
