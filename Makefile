@@ -32,9 +32,11 @@ lint: install
 bench: install  ## speed benchmarks (JSON on stdout)
 	$(PY) benchmarks/step_time.py
 	$(PY) benchmarks/scaling.py
+	$(PY) benchmarks/video_loader.py
 
 reproduce: install  ## paper-claim experiments at small scale (slow)
 	$(PY) benchmarks/fidelity/ijepa_digits.py
+	$(PY) benchmarks/fidelity/salt.py
 
 freeze: install  ## re-pin constraints.txt from the current environment
 	@{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.tmp && mv constraints.tmp constraints.txt

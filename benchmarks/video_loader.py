@@ -8,7 +8,9 @@ moving blurred noise plus moving blobs plus grain, so that the encoder has real 
 the train DataLoader (after a few warm-up batches) for each worker count, with ``seek=True`` (seek to the
 keyframe before the clip) and ``seek=False`` (decode from the first frame). Also times the
 MovingDigitsDataModule default configuration (its cache is generated first if missing; ``prepare_s`` says
-how long that took). Prints one JSON object; clips/s counts clips (samples), not frames.
+how long that took) and compares it with what the tiny V-JEPA recipe consumes when it never waits for data
+(``loader_over_training``: the loader must be at least 2x faster). Prints one JSON object; clips/s counts
+clips (samples), not frames.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import platform
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +30,8 @@ import torch.nn.functional as F
 
 from datamodules import MovingDigitsDataModule, VideoDataModule
 from datamodules.video import write_mp4
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def synthetic_video(frames: int, size: int, seed: int) -> np.ndarray:
@@ -67,6 +72,42 @@ def clips_per_second(dm, warmup: int, batches: int) -> float:
     rate = clips / (time.perf_counter() - t0)
     it.close()
     return round(rate, 2)
+
+
+def training_consumption(cache_dir: str | None, digits_kw: dict, steps: int) -> dict:
+    """Samples/s the tiny V-JEPA recipe (`recipes/vjepa/tiny.yaml`) consumes when it never waits for data:
+    its model trained on one loaded batch (masks, objective, backward, AdamW, EMA), the machine's threads."""
+    from jepa_lightning.cli import JEPACLI
+    from jepa_lightning.masks import step_generator
+
+    overrides = [f"--data.init_args.{k}={v}" for k, v in digits_kw.items()]
+    if cache_dir is not None:
+        overrides.append(f"--data.init_args.cache_dir={cache_dir}")
+    cli = JEPACLI(run=False, args=["--config", str(RECIPES / "vjepa" / "tiny.yaml"), "--trainer.logger=false",
+                                   *overrides])
+    model, dm = cli.model, cli.datamodule
+    dm.prepare_data()
+    dm.setup("fit")
+    batch = dm.on_before_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    model.total_steps = steps
+
+    def step(i: int) -> None:
+        batch["masks"] = model.sample_masks(batch, step_generator(0, 0, i))
+        loss = model.objective(batch)[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.teacher.update(model.encoder, 0.998)
+
+    for i in range(2):
+        step(i)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    seconds = (time.perf_counter() - t0) / steps
+    return {"batch_size": dm.batch_size, "ms_per_step": round(seconds * 1e3, 1),
+            "samples_per_s": round(dm.batch_size / seconds, 1)}
 
 
 def main() -> None:
@@ -153,6 +194,11 @@ def main() -> None:
                                         persistent_workers=False, **digits_kw)
             digits[f"workers{workers}"] = clips_per_second(dm, 1, args.digits_batches)
             print(f"moving digits workers{workers}: {digits[f'workers{workers}']} clips/s", file=sys.stderr)
+        consumption = training_consumption(cache_dir, digits_kw, 3 if args.quick else 20)
+        digits["tiny_recipe_training"] = consumption
+        digits["loader_over_training"] = {f"workers{w}": round(digits[f"workers{w}"] / consumption["samples_per_s"], 2)
+                                          for w in args.workers}
+        print(f"tiny V-JEPA recipe consumes {consumption['samples_per_s']} samples/s", file=sys.stderr)
         if cache_ctx is not None:
             cache_ctx.cleanup()
 

@@ -45,3 +45,26 @@ def test_scaling_smoke():
     (vs_one,) = out["scaling"]
     assert vs_one["speedup"] > 0 and vs_one["efficiency"] > 0
     assert 1.3 < vs_one["flops_ratio"] < 3  # twice the global batch, about twice the FLOPs per step
+
+
+def test_video_loader_smoke():
+    out = run_script("benchmarks/video_loader.py", "--quick", "--workers", "0")
+    assert out["h264_224"]["workers0_seek"] > 0 and out["h264_224"]["workers0_from_start"] > 0
+    digits = out["moving_digits"]
+    assert digits["workers0"] > 0 and digits["tiny_recipe_training"]["samples_per_s"] > 0
+    assert digits["loader_over_training"]["workers0"] > 0
+
+
+def test_salt_fidelity_smoke(tmp_path):
+    out = run_script("benchmarks/fidelity/salt.py", "--seeds", "0", "--teacher-steps", "4", "--student-steps", "4",
+                     "--probe-epochs", "1", "--num-train", "32", "--num-val", "8", "--cache-dir", str(tmp_path))
+    (seed,) = out["seeds"]
+    assert {"teacher_strong", "student_strong", "teacher_short", "student_short", "teacher_narrow",
+            "student_narrow", "vjepa"} <= set(seed["runs"])
+    assert seed["runs"]["student_strong"]["steps"] == 4 and seed["runs"]["teacher_short"]["steps"] == 1
+    # V-JEPA gets SALT's FLOPs (strong teacher + student), within one step
+    salt = seed["runs"]["teacher_strong"]["flops"] + seed["runs"]["student_strong"]["flops"]
+    assert abs(seed["runs"]["vjepa"]["flops"] - salt) <= 0.5 * seed["gflop_per_step"]["vjepa"] * 1e9
+    for label in ("digit", "motion"):
+        assert all(0.0 <= seed["probe"][e][label] <= 1.0 for e in seed["probe"])
+        assert isinstance(out["claims"][label]["1_student_beats_teacher"]["holds"], bool)

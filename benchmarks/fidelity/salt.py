@@ -6,12 +6,13 @@ Per seed, with the tiny recipes (`recipes/vjepa/tiny.yaml`, `recipes/salt/{teach
 - SALT teachers (stage 1, pixel reconstruction under V-JEPA masks): `strong` (teacher-steps, the student's
   width), `short` (a quarter of the steps), `narrow` (half the width);
 - one SALT student (stage 2) per teacher, `student-steps` each;
-- V-JEPA with as many steps as make its training FLOPs equal SALT's (strong teacher + its student), from
-  per-step FLOPs counted with `torch.utils.flop_counter` on one batch; the runs' measured totals are reported;
+- V-JEPA with as many steps as make its training FLOPs equal SALT's (strong teacher + its student); every run's
+  FLOPs are counted with `torch.utils.flop_counter` (the `TrainingFLOPs` callback) and reported;
 - frozen evaluation of every encoder (and of a random one, the floor): V-JEPA's attentive probe (16 heads, one
   query, LayerNorm + linear) on both label sets, appearance (`digit`, 10 classes) and motion (8 patterns),
   trained on 2 evenly spaced clips of each training video, evaluated with the logits averaged over 2 clips of
-  each validation video. The encoders' tokens are computed once and cached (the probe trains on them).
+  each validation video. The encoders' tokens are computed once, cached and standardized per token position and
+  channel with the training split's statistics (the probe trains on them; see `evaluate`).
 
 Claims (SALT, Li et al. 2025), reported per label set with mean and spread over seeds:
 1. the SALT student beats its own frozen teacher under the same probe;
@@ -38,14 +39,13 @@ from torch import nn
 
 from datamodules import MovingDigitsDataModule
 from jepa_lightning.cli import JEPACLI
-from jepa_lightning.eval import step_flops
-from jepa_lightning.masks import step_generator
 from jepa_lightning.nn import AttentivePooler
 from jepa_lightning.optim import WarmupCosineSchedule, param_groups
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "recipes"
 LABELS = {"digit": 10, "motion": 8}
+DATA: dict = {}  # MovingDigitsDataModule arguments for every run and probe (--cache-dir, --num-train, --num-val)
 
 
 def cli(recipe: str, workdir: Path, seed: int, steps: int, *overrides: str) -> JEPACLI:
@@ -54,17 +54,8 @@ def cli(recipe: str, workdir: Path, seed: int, steps: int, *overrides: str) -> J
         f"--data.init_args.seed={seed}", f"--trainer.max_steps={steps}", "--trainer.max_epochs=100000",
         "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false", f"--trainer.logger.init_args.save_dir={workdir / 'runs'}",
-        f"--checkpoint.dirpath={workdir / 'ckpt'}", *overrides])
-
-
-def per_step_flops(run: JEPACLI) -> float:
-    """FLOPs of one training step of this run's model, on one real batch."""
-    dm = run.datamodule
-    dm.prepare_data()
-    dm.setup("fit")
-    batch = dm.on_before_batch_transfer(next(iter(dm.train_dataloader())), 0)
-    batch["masks"] = run.model.sample_masks(batch, step_generator(0, 0, 0))
-    return float(step_flops(run.model, batch))
+        f"--checkpoint.dirpath={workdir / 'ckpt'}", *[f"--data.init_args.{k}={v}" for k, v in DATA.items()],
+        *overrides])
 
 
 def train(run: JEPACLI) -> dict:
@@ -130,11 +121,20 @@ def attentive_probe(train: tuple, val: tuple, label: str, seed: int, epochs: int
 
 
 def evaluate(encoder: nn.Module, seed: int, epochs: int) -> dict[str, float]:
-    dm = MovingDigitsDataModule(eval_clips=2, batch_size=64, num_workers=1)
+    dm = MovingDigitsDataModule(eval_clips=2, batch_size=64, num_workers=1, **DATA)
     dm.prepare_data()
     dm.setup("fit")
     train_set = cached_tokens(encoder, dm.train_eval_dataloader(), dm)
     val_set = cached_tokens(encoder, dm.val_dataloader(), dm)
+    # Standardize every (token position, channel) with the training split's statistics, for every encoder alike.
+    # On these videos most tokens are black background: a trained encoder maps them to nearly the same vector,
+    # so the video-specific part of its tokens is small next to a per-position constant (token std across
+    # videos 0.02 vs 0.12 for a random encoder), which the un-normalized attentive probe does not pick up in
+    # 40 epochs (trained encoders then read as chance). MAE's linear probe normalizes its input the same way.
+    mean = train_set[0].mean((0, 1), keepdim=True)
+    std = train_set[0].std((0, 1), keepdim=True) + 1e-6
+    train_set = ((train_set[0] - mean) / std, train_set[1])
+    val_set = ((val_set[0] - mean) / std, val_set[1])
     return {label: round(attentive_probe(train_set, val_set, label, seed, epochs), 4) for label in LABELS}
 
 
@@ -158,20 +158,18 @@ def run_seed(seed: int, args: argparse.Namespace, workdir: Path) -> dict:
                       f"--model.init_args.teacher_checkpoint={workdir / f'teacher_{name}' / 'ckpt' / 'last.ckpt'}",
                       f"--model.init_args.teacher.init_args.embed_dim={width}",
                       f"--model.init_args.predictor.init_args.out_dim={width}")
-        if name == "strong":
-            student_step = per_step_flops(student)
         out["runs"][f"student_{name}"] = train(student)
         encoders[f"student_{name}"] = student.model.encoder
 
-    # V-JEPA at SALT's total FLOPs (strong teacher + its student)
+    # V-JEPA at SALT's total FLOPs (strong teacher + its student). A V-JEPA step costs what a student step costs
+    # (same encoder, predictor and teacher widths, same masks: same mask seed), so the student's measured
+    # FLOPs per step (TrainingFLOPs, torch.utils.flop_counter) set V-JEPA's number of steps.
     salt_flops = out["runs"]["teacher_strong"]["flops"] + out["runs"]["student_strong"]["flops"]
-    vjepa = cli("vjepa/tiny.yaml", workdir / "vjepa", seed, 1)
-    vjepa_step = per_step_flops(vjepa)
-    vsteps = round(salt_flops / vjepa_step)
-    vjepa = cli("vjepa/tiny.yaml", workdir / "vjepa", seed, vsteps)
+    step_flops = out["runs"]["student_strong"]["flops"] / out["runs"]["student_strong"]["steps"]
+    vjepa = cli("vjepa/tiny.yaml", workdir / "vjepa", seed, round(salt_flops / step_flops))
     out["runs"]["vjepa"] = train(vjepa)
     encoders["vjepa"] = vjepa.model.teacher.module          # V-JEPA evaluates its EMA teacher
-    out["per_step_gflop"] = {"salt_student": round(student_step / 1e9, 3), "vjepa": round(vjepa_step / 1e9, 3)}
+    out["gflop_per_step"] = {k: round(v["flops"] / v["steps"] / 1e9, 3) for k, v in out["runs"].items()}
     out["salt_total_flops"] = salt_flops
 
     encoders["random"] = random_encoder
@@ -192,7 +190,12 @@ def main() -> None:
     ap.add_argument("--student-steps", type=int, default=600)
     ap.add_argument("--probe-epochs", type=int, default=40)
     ap.add_argument("--tolerance", type=float, default=3.0, help="claim 2: points between students")
+    ap.add_argument("--cache-dir", default=None, help="moving-digits cache (default: the DataModule's)")
+    ap.add_argument("--num-train", type=int, default=None, help="moving-digits training videos (default 1000)")
+    ap.add_argument("--num-val", type=int, default=None, help="moving-digits validation videos (default 300)")
     args = ap.parse_args()
+    DATA.update({k: v for k, v in (("cache_dir", args.cache_dir), ("num_train", args.num_train),
+                                   ("num_val", args.num_val)) if v is not None})
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         seeds = []
