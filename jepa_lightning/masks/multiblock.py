@@ -52,6 +52,22 @@ def _pair(name: str, value: tuple[float, float]) -> tuple[float, float]:
     return lo, hi
 
 
+def _scale_range(name: str, value: tuple[float, float]) -> tuple[float, float]:
+    """A (lo, hi) range of area/extent fractions within (0, 1]."""
+    lo, hi = _pair(name, value)
+    if not (0.0 < lo <= hi <= 1.0):
+        raise ValueError(f"{name} must lie within (0, 1], got {(lo, hi)}")
+    return lo, hi
+
+
+def _aspect_range(name: str, value: tuple[float, float]) -> tuple[float, float]:
+    """A (lo, hi) range of aspect ratios, positive and finite."""
+    lo, hi = _pair(name, value)
+    if not (0.0 < lo <= hi < math.inf):
+        raise ValueError(f"{name} must be positive and finite, got {(lo, hi)}")
+    return lo, hi
+
+
 def _block_size(
     u: float, scale: tuple[float, float], aspect: tuple[float, float], height: int, width: int
 ) -> tuple[int, int]:
@@ -122,18 +138,10 @@ class MultiBlockMask2D:
         self.num_targets = _int_at_least("num_targets", num_targets, 1)
         self.min_keep = _int_at_least("min_keep", min_keep, 1)
         self.context_tries = _int_at_least("context_tries", context_tries, 1)
-        self.target_scale = _pair("target_scale", target_scale)
-        self.context_scale = _pair("context_scale", context_scale)
-        self.target_aspect = _pair("target_aspect", target_aspect)
-        self.context_aspect = _pair("context_aspect", context_aspect)
-        for name in ("target_scale", "context_scale"):
-            lo, hi = getattr(self, name)
-            if not (0.0 < lo <= hi <= 1.0):
-                raise ValueError(f"{name} must lie within (0, 1], got {(lo, hi)}")
-        for name in ("target_aspect", "context_aspect"):
-            lo, hi = getattr(self, name)
-            if not (0.0 < lo <= hi < math.inf):
-                raise ValueError(f"{name} must be positive and finite, got {(lo, hi)}")
+        self.target_scale = _scale_range("target_scale", target_scale)
+        self.context_scale = _scale_range("context_scale", context_scale)
+        self.target_aspect = _aspect_range("target_aspect", target_aspect)
+        self.context_aspect = _aspect_range("context_aspect", context_aspect)
         self.allow_overlap = bool(allow_overlap)
 
     def __repr__(self) -> str:

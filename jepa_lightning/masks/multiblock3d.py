@@ -56,7 +56,7 @@ import math
 
 import torch
 
-from .multiblock import _int_at_least, _pair, _resolve_device
+from .multiblock import _aspect_range, _int_at_least, _resolve_device, _scale_range
 from .utils import Masks
 
 __all__ = ["MultiBlockMask3D"]
@@ -146,16 +146,9 @@ class MultiBlockMask3D:
             if max_keep < self.min_keep:
                 raise ValueError(f"max_keep must be >= min_keep={self.min_keep} or None, got {max_keep!r}")
         self.max_keep = max_keep
-        self.spatial_scale = _pair("spatial_scale", spatial_scale)
-        self.temporal_scale = _pair("temporal_scale", temporal_scale)
-        self.aspect_ratio = _pair("aspect_ratio", aspect_ratio)
-        for name in ("spatial_scale", "temporal_scale"):
-            lo, hi = getattr(self, name)
-            if not (0.0 < lo <= hi <= 1.0):
-                raise ValueError(f"{name} must lie within (0, 1], got {(lo, hi)}")
-        lo, hi = self.aspect_ratio
-        if not (0.0 < lo <= hi < math.inf):
-            raise ValueError(f"aspect_ratio must be positive and finite, got {(lo, hi)}")
+        self.spatial_scale = _scale_range("spatial_scale", spatial_scale)
+        self.temporal_scale = _scale_range("temporal_scale", temporal_scale)
+        self.aspect_ratio = _aspect_range("aspect_ratio", aspect_ratio)
 
     def __repr__(self) -> str:
         return (
