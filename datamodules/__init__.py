@@ -18,6 +18,8 @@ from .images import (
     ImageFolderDataModule,
     ImageFolderDataset,
 )
+from .linear import LinearPairsDataModule
+from .tabular import TabularDataModule, TabularDataset
 from .video import (
     MOTIONS,
     VIDEO_EXTENSIONS,
@@ -43,6 +45,7 @@ __all__ = [
     "ImageFolderDataModule",
     "ImageFolderDataset",
     "JEPADataModule",
+    "LinearPairsDataModule",
     "MovingDigitsDataModule",
     "SeededSamples",
     "ShortVideoError",
@@ -50,6 +53,8 @@ __all__ = [
     "Skipped",
     "SkippedReport",
     "SkippedSampleWarning",
+    "TabularDataModule",
+    "TabularDataset",
     "VideoClipDataset",
     "VideoDataModule",
     "VideoEvalTransform",

@@ -118,6 +118,12 @@ class SeededSamples(Dataset):
                 return self.dataset[index]
         return self.dataset[key]
 
+    def __getitems__(self, keys: list[Any]) -> Any:
+        """A dataset that fetches whole batches (``__getitems__``, e.g. in-memory rows) gets the keys as they
+        are, ``(index, seed)`` pairs included, and seeds what it needs itself; others load sample by sample."""
+        fetch = getattr(self.dataset, "__getitems__", None)
+        return fetch(keys) if fetch is not None else [self[k] for k in keys]
+
 SKIPPED_KEY = "_skipped"
 _LOGGED_SKIPS: set[str] = set()  # files already logged by this process (each worker has its own copy)
 
@@ -165,8 +171,11 @@ class SkipUnreadable(Dataset):
         return self.prepare(raw, index)
 
 
-def collate_skipping(samples: Sequence[Any]) -> Any:
-    """Default-collate the readable samples; attach the :class:`Skipped` markers as ``"_skipped"``."""
+def collate_skipping(samples: Sequence[Any] | dict[str, Any]) -> Any:
+    """Default-collate the readable samples; attach the :class:`Skipped` markers as ``"_skipped"``. A batch
+    dict (from a dataset whose ``__getitems__`` fetches the whole batch at once) passes through."""
+    if isinstance(samples, dict):
+        return samples
     skipped = [s for s in samples if isinstance(s, Skipped)]
     good = [s for s in samples if s is not None and not isinstance(s, Skipped)]
     if not skipped:

@@ -1,6 +1,9 @@
-"""Deterministic seeds from several integers (masks per (seed, rank, step); samples per (seed, epoch, index))."""
+"""Deterministic seeds from several integers (masks per (seed, rank, step); samples per (seed, epoch, index)),
+and seeded random draws shared by the methods and the DataModules."""
 
 from __future__ import annotations
+
+import torch
 
 _MASK64 = (1 << 64) - 1
 
@@ -19,3 +22,10 @@ def mix_seed(*values: int) -> int:
     for i, v in enumerate(values):
         h = _splitmix64((h if i else 0) ^ (int(v) & _MASK64))
     return h >> 1
+
+
+def random_orthogonal(d: int, generator: torch.Generator) -> torch.Tensor:
+    """A Haar-random orthogonal ``[d, d]`` float64 matrix on the CPU (QR of a Gaussian, the signs of R's diagonal
+    moved into Q)."""
+    q, r = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=torch.float64, device="cpu"))
+    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
