@@ -37,6 +37,8 @@ bench: install  ## speed benchmarks (JSON on stdout)
 reproduce: install  ## paper-claim experiments at small scale (slow)
 	$(PY) benchmarks/fidelity/ijepa_digits.py
 	$(PY) benchmarks/fidelity/salt.py
+	$(PY) benchmarks/fidelity/t_jepa.py
+	$(PY) benchmarks/fidelity/linear_theory.py
 
 freeze: install  ## re-pin constraints.txt from the current environment
 	@{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.tmp && mv constraints.tmp constraints.txt

@@ -661,6 +661,8 @@ class TabularDataModule(JEPADataModule):
         )
 
     def __repr__(self) -> str:
+        if not hasattr(self, "split_indices"):  # construction failed part-way (e.g. in a traceback)
+            return f"{type(self).__name__}(not built)"
         return self.describe()
 
     __str__ = __repr__  # LightningDataModule's __str__ lists the loaders

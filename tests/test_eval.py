@@ -18,14 +18,7 @@ from jepa_lightning.eval import (
 )
 from jepa_lightning.nn import AttentivePooler, VisionTransformer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster when other processes share the 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _trainer(**kwargs) -> L.Trainer:
