@@ -34,6 +34,7 @@ from .video import (
     read_video_index,
     video_frame_count,
 )
+from .views import ViewSequenceDataModule, ViewSequenceTransform
 
 __all__ = [
     "MOTIONS",
@@ -59,6 +60,8 @@ __all__ = [
     "VideoDataModule",
     "VideoEvalTransform",
     "VideoTrainTransform",
+    "ViewSequenceDataModule",
+    "ViewSequenceTransform",
     "clip_indices",
     "collate_skipping",
     "read_frames",

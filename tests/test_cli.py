@@ -26,7 +26,7 @@ def test_every_recipe_parses_and_builds_on_meta(recipe, tmp_path, monkeypatch):
     args = ["--config", str(recipe), "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.num_nodes=1",
             "--trainer.strategy=auto", "--trainer.precision=32-true"]
     text = recipe.read_text()
-    if "ImageFolderDataModule" in text:
+    if "ImageFolderDataModule" in text or "source: folder" in text:
         args.append(f"--data.init_args.root={tmp_path / 'data'}")
     if "AttentiveProbe" in text:  # its checkpoint comes from another run
         args.append("--model.init_args.checkpoint=null")

@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import summary
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
@@ -84,11 +84,6 @@ def run(seed: int, epochs: int, workdir: Path, overrides: list[str], shots: int)
     return {"seed": seed, "train_seconds": round(train_s, 1), "steps": cli.trainer.global_step,
             "final_target_std": round(float(m.get("train/target_std", float("nan"))), 4),
             "pretrained": probe(cli.model.teacher.module, dm, shots), "random": probe(random_encoder, dm, shots)}
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"mean": round(statistics.mean(values), 4),
-            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
 
 
 def main() -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common import summary
 from torch import nn
 
 from datamodules import MovingDigitsDataModule
@@ -176,11 +176,6 @@ def run_seed(seed: int, args: argparse.Namespace, workdir: Path) -> dict:
     for name, enc in encoders.items():
         out["probe"][name] = evaluate(enc, seed, args.probe_epochs)
     return out
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"mean": round(statistics.mean(values), 4),
-            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
 
 
 def main() -> None:

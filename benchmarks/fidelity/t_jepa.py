@@ -46,6 +46,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from common import summary
 
 from jepa_lightning.cli import JEPACLI
 from jepa_lightning.eval.frozen_heads import L2_GRID, MLP_GRID, raw_features, select_linear, select_mlp
@@ -165,11 +166,6 @@ def run_dataset_seed(dataset: str, seed: int, args: argparse.Namespace, workdir:
             res.update(heads(x, y, task, num_classes, seed), dim=x["train"].shape[1])
         out[name] = res
     return out
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"mean": round(statistics.mean(values), 4),
-            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:

@@ -2,6 +2,7 @@
 
 from jepa_lightning.eval.attentive_probe import AttentiveProbe
 from jepa_lightning.eval.checkpoint import export_encoder, load_encoder_weights, read_encoder_state
+from jepa_lightning.eval.equivariance import SeqJEPAEvaluation
 from jepa_lightning.eval.flops import TrainingFLOPs, flop_counter, step_flops
 from jepa_lightning.eval.frozen_heads import FrozenHeads
 from jepa_lightning.eval.knn import knn_accuracy, knn_predict
@@ -10,5 +11,5 @@ from jepa_lightning.eval.rankme import RankMe, effective_rank
 
 __all__ = [
     "AttentiveProbe", "export_encoder", "load_encoder_weights", "read_encoder_state", "knn_accuracy",
-    "knn_predict", "OnlineProbe", "RankMe", "effective_rank", "TrainingFLOPs", "FrozenHeads", "flop_counter", "step_flops",
+    "knn_predict", "OnlineProbe", "RankMe", "effective_rank", "TrainingFLOPs", "FrozenHeads", "SeqJEPAEvaluation", "flop_counter", "step_flops",
 ]
