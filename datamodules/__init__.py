@@ -19,6 +19,7 @@ from .images import (
     ImageFolderDataset,
 )
 from .linear import LinearPairsDataModule
+from .scenes import DigitScenesDataModule
 from .tabular import TabularDataModule, TabularDataset
 from .video import (
     MOTIONS,
@@ -40,6 +41,7 @@ __all__ = [
     "MOTIONS",
     "SKIPPED_KEY",
     "VIDEO_EXTENSIONS",
+    "DigitScenesDataModule",
     "DigitsDataModule",
     "DigitsDataset",
     "EpochSampler",

@@ -1,6 +1,7 @@
 """JEPA variants, one LightningModule per paper; shared machinery in `base`."""
 
 from jepa_lightning.methods.base import JEPAModule
+from jepa_lightning.methods.dmt_jepa import DMTJEPA, LocalAggregationHead
 from jepa_lightning.methods.ijepa import IJEPA
 from jepa_lightning.methods.linear_theory import DeepLinearSSL
 from jepa_lightning.methods.salt import SALT, SALTTeacher
@@ -8,4 +9,5 @@ from jepa_lightning.methods.seq_jepa import SeqJEPA
 from jepa_lightning.methods.t_jepa import TJEPA
 from jepa_lightning.methods.vjepa import VJEPA, vjepa_masks
 
-__all__ = ["JEPAModule", "IJEPA", "VJEPA", "vjepa_masks", "SALT", "SALTTeacher", "DeepLinearSSL", "TJEPA", "SeqJEPA"]
+__all__ = ["JEPAModule", "IJEPA", "VJEPA", "vjepa_masks", "SALT", "SALTTeacher", "DeepLinearSSL", "TJEPA", "SeqJEPA", "DMTJEPA",
+           "LocalAggregationHead"]
