@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.functional.regression import r2_score
 
+from jepa_lightning.eval.frozen_heads import fit_linear
+
 
 @torch.no_grad()
 def collect(model: nn.Module, loader: Iterable[Any], seq_lens: Sequence[int] = (1,), datamodule: Any = None,
@@ -77,17 +79,12 @@ def _fit(head: nn.Module, x: torch.Tensor, loss_fn, steps: int, lr: float, weigh
 
 
 def linear_accuracy(xtr: torch.Tensor, ytr: torch.Tensor, xva: torch.Tensor, yva: torch.Tensor,
-                    steps: int = 500, lr: float = 1e-2, weight_decay: float = 1e-4, batch_size: int = 512,
-                    seed: int = 0) -> float:
-    """Accuracy of a linear (softmax) classifier trained on standardized training features."""
-    xtr, xva = _standardize(xtr.float(), xva.float())
+                    l2: float = 1e-3) -> float:
+    """Validation accuracy of a linear (softmax) classifier solved exactly on standardized training features
+    (`jepa_lightning.eval.frozen_heads.fit_linear`, L2 strength ``l2``)."""
     num_classes = int(max(ytr.max(), yva.max())) + 1
-    torch.manual_seed(seed)
-    head = nn.Linear(xtr.shape[1], num_classes)
-    head = _fit(head, xtr, lambda h, i: F.cross_entropy(h(xtr[i]), ytr[i]), steps, lr, weight_decay,
-                batch_size, seed)
-    with torch.no_grad():
-        return float((head(xva).argmax(1) == yva).float().mean())
+    with torch.enable_grad(), torch.inference_mode(False):
+        return fit_linear(xtr, ytr, xva, yva, "classification", num_classes, l2=l2).val
 
 
 def regression_r2(xtr: torch.Tensor, ytr: torch.Tensor, xva: torch.Tensor, yva: torch.Tensor, hidden: int = 256,
@@ -113,8 +110,8 @@ def evaluate(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable
     """``agg_linear_acc_<L>`` for each L in ``seq_lens`` and ``equivariance_r2``."""
     tr = collect(model, train_loader, seq_lens, datamodule)
     va = collect(model, val_loader, seq_lens, datamodule)
-    out = {f"agg_linear_acc_{n}": linear_accuracy(tr[f"agg_{n}"], tr["label"], va[f"agg_{n}"], va["label"],
-                                                  seed=seed) for n in seq_lens}
+    out = {f"agg_linear_acc_{n}": linear_accuracy(tr[f"agg_{n}"], tr["label"], va[f"agg_{n}"], va["label"])
+           for n in seq_lens}
     out["equivariance_r2"] = regression_r2(tr["pair"], tr["rel"], va["pair"], va["rel"], steps=regression_steps,
                                            seed=seed)
     return out

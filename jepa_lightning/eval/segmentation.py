@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassJaccardIndex
 
+from jepa_lightning.eval.frozen_heads import fit_linear
 from jepa_lightning.eval.knn import knn_predict
 
 
@@ -63,35 +64,23 @@ def mean_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> floa
     return float(per_class[present].mean())
 
 
-def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, steps: int = 300, lr: float = 0.1,
-               weight_decay: float = 1e-4) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Multinomial logistic regression on standardised features, full-batch AdamW (deterministic); returns a
-    function features -> predicted class."""
-    mu, sd = x.mean(0), x.std(0).clamp_min(1e-6)
-    head = torch.nn.Linear(x.size(1), num_classes)
-    torch.nn.init.zeros_(head.weight), torch.nn.init.zeros_(head.bias)
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
-    xs = (x - mu) / sd
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(head(xs), y).backward()
-        opt.step()
-    return lambda z: head((z - mu) / sd).argmax(1)
-
-
 def segmentation_miou(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                       num_classes: int, classifier: Literal["knn", "linear"] = "knn", k: int = 20,
-                      temperature: float = 0.07, max_train: int | None = 20000, seed: int = 0) -> float:
+                      temperature: float = 0.07, max_train: int | None = 20000, seed: int = 0,
+                      l2: float = 1e-3) -> float:
     """Patch-level mIoU of a ``classifier`` fit on (train_x [M, D], train_y [M]) and evaluated on test.
-    ``max_train``: a fixed random subset of training patches (seeded) bounds the cost."""
+    ``max_train``: a fixed random subset of training patches (seeded) bounds the cost; ``l2``: the linear
+    classifier's L2 strength (`jepa_lightning.eval.frozen_heads.fit_linear`)."""
     if max_train is not None and train_x.size(0) > max_train:
         idx = torch.randperm(train_x.size(0), generator=torch.Generator().manual_seed(seed))[:max_train]
         train_x, train_y = train_x[idx], train_y[idx]
     if classifier == "knn":
         pred = knn_predict(train_x, train_y, test_x, k=k, temperature=temperature, num_classes=num_classes)
     elif classifier == "linear":
-        with torch.enable_grad():
-            pred = fit_linear(train_x, train_y, num_classes)(test_x)
+        with torch.enable_grad():  # the exact logistic regression of the frozen-head evaluation
+            head = fit_linear(train_x, train_y, test_x, test_y, "classification", num_classes, l2=l2).head
+        with torch.no_grad():
+            pred = head(test_x.float()).argmax(1)
     else:
         raise ValueError(f"classifier must be 'knn' or 'linear', got {classifier!r}")
     return mean_iou(pred.cpu(), test_y.cpu(), num_classes)
