@@ -35,7 +35,9 @@ def _local_pair(name: str, t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tens
 
 @torch.no_grad()
 def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
-    """teacher <- momentum * teacher + (1 - momentum) * student, over all parameters in one fused call.
+    """teacher <- momentum * teacher + (1 - momentum) * student, over all parameters in one fused call; the
+    teacher's buffers (e.g. BatchNorm running statistics, which a teacher kept in eval mode never updates
+    itself) take the student's values.
 
     Parameters are paired in order. Sharded parameters (FSDP2 DTensors) are updated shard by shard: each
     process lerps its local shards, which requires teacher and student to be sharded identically (checked;
@@ -48,16 +50,21 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
     if pairs:
         t_local, s_local = zip(*pairs)
         torch._foreach_lerp_(list(t_local), list(s_local), 1.0 - momentum)
+    t_buffers, s_buffers = list(teacher.buffers()), [b.detach() for b in student.buffers()]
+    if len(t_buffers) != len(s_buffers):
+        raise ValueError(f"teacher has {len(t_buffers)} buffers, student {len(s_buffers)}")
+    if t_buffers:
+        torch._foreach_copy_(t_buffers, s_buffers)
 
 
-class _Teacher(nn.Module):
+class TargetNetwork(nn.Module):
     """A target network: never trained by the optimizer, always in eval mode, run without autograd."""
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module.requires_grad_(False).eval()
 
-    def train(self, mode: bool = True) -> _Teacher:  # stays in eval mode (no drop-path, fixed norms)
+    def train(self, mode: bool = True) -> TargetNetwork:  # stays in eval mode (no drop-path, fixed norms)
         return super().train(False)
 
     @torch.no_grad()
@@ -65,7 +72,7 @@ class _Teacher(nn.Module):
         return self.module(*args, **kwargs)
 
 
-class EMATeacher(_Teacher):
+class EMATeacher(TargetNetwork):
     """A copy of the student encoder that follows it by exponential moving average."""
 
     def __init__(self, student: nn.Module) -> None:
@@ -75,7 +82,7 @@ class EMATeacher(_Teacher):
         ema_update(self.module, student, momentum)
 
 
-class FrozenTeacher(_Teacher):
+class FrozenTeacher(TargetNetwork):
     """A teacher loaded once (e.g. SALT's stage-1 checkpoint) that never moves.
 
     `checkpoint`: a Lightning `.ckpt` (the weights under `f"{key}."` in its state dict) or a safetensors

@@ -55,6 +55,17 @@ def test_schedule_steps_lr_and_weight_decay_per_optimizer_step():
     assert opt2.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"])
 
 
+def test_ema_teacher_takes_the_students_normalization_statistics():
+    student = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8))
+    teacher = EMATeacher(student)
+    student.train()(torch.randn(32, 4) * 3 + 1)  # moves the student's running mean/var only
+    bn_s, bn_t = student[1], teacher.module[1]
+    assert not torch.allclose(bn_t.running_mean, bn_s.running_mean)
+    teacher.update(student, 0.99)
+    assert torch.equal(bn_t.running_mean, bn_s.running_mean) and torch.equal(bn_t.running_var, bn_s.running_var)
+    assert int(bn_t.num_batches_tracked) == 1
+
+
 def test_ema_update_equals_formula():
     torch.manual_seed(0)
     student = VisionTransformer(img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2)

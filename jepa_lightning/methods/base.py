@@ -18,7 +18,7 @@ from jepa_lightning.distributed import bf16_policy, shard_module
 from jepa_lightning.eval.rankme import RankMe
 from jepa_lightning.masks import step_generator
 from jepa_lightning.optim import WarmupCosineSchedule, linear, param_groups
-from jepa_lightning.targets import EMATeacher
+from jepa_lightning.targets import EMATeacher, TargetNetwork
 
 
 class JEPAModule(LightningModule):
@@ -142,12 +142,13 @@ class JEPAModule(LightningModule):
 
     # ---------------------------------------------------- optimizer, teacher
     def trainable_modules(self) -> list[nn.Module]:
-        return [m for name, m in self.named_children() if name not in ("teacher", "rankme")]
+        """Every child but the target networks (EMA or frozen teachers) and the RankMe metric."""
+        return [m for name, m in self.named_children() if not isinstance(m, TargetNetwork) and name != "rankme"]
 
     def configure_model(self) -> None:
         """Under a strategy with a device mesh (Lightning's `ModelParallelStrategy`): shard with FSDP2 over
-        the mesh's data-parallel dimension every trainable network (block by block, then its root) and the
-        teacher's network exactly like the encoder, so the EMA update runs on local shards. Under bf16-mixed
+        the mesh's data-parallel dimension every trainable network (block by block, then its root) and every
+        target network exactly like the network it follows, so the EMA update runs on local shards. Under bf16-mixed
         the FSDP2 policy gathers and computes in bf16 and reduces gradients in fp32 (the sharded parameters,
         the teacher's included, stay fp32). Without a mesh (single device, DDP) nothing changes."""
         mesh = self.device_mesh
@@ -161,8 +162,9 @@ class JEPAModule(LightningModule):
         for module in self.trainable_modules():
             if any(True for _ in module.parameters()):
                 shard_module(module, dp, mp)
-        if self.teacher is not None:  # forward only: sharded again right after each forward
-            shard_module(self.teacher.module, dp, mp, reshard_after_forward=True)
+        for target in self.children():  # forward only: sharded again right after each forward
+            if isinstance(target, TargetNetwork):
+                shard_module(target.module, dp, mp, reshard_after_forward=True)
 
     def configure_optimizers(self):
         self.total_steps = total = int(self.trainer.estimated_stepping_batches)  # also the EMA schedule's length

@@ -49,7 +49,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jepa_lightning.distributed import bf16_policy, shard_module
 from jepa_lightning.masks import Masks, MultiBlockMask2D
 from jepa_lightning.methods.ijepa import IJEPA
 from jepa_lightning.nn import TransformerPredictor, VisionTransformer
@@ -228,17 +227,6 @@ class DMTJEPA(IJEPA):
         return self.loss_fn(pred.float(), targets.float()), targets, features
 
     # ------------------------------------------------------------ the EMA head
-    def trainable_modules(self) -> list[nn.Module]:
-        return [m for name, m in self.named_children() if name not in ("teacher", "target_head", "rankme")]
-
-    def configure_model(self) -> None:
-        super().configure_model()
-        mesh = self.device_mesh
-        if mesh is not None:  # the target head is sharded like the head, so its EMA runs on local shards
-            dp = mesh["data_parallel"] if mesh.ndim > 1 else mesh
-            mp = bf16_policy() if self.trainer.precision == "bf16-mixed" else None
-            shard_module(self.target_head.module, dp, mp, reshard_after_forward=True)
-
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         self.target_head.update(self.head, self.ema_momentum(self.global_step))

@@ -155,16 +155,6 @@ class SeqJEPA(JEPAModule):
     def objective(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.forward_loss(batch[self.input_key], batch["rel_actions"])
 
-    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
-        """After the EMA step, the teacher also takes the encoder's normalization statistics (BatchNorm running
-        mean/var): the EMA moves parameters only, and a teacher kept in eval mode would otherwise normalize with
-        its initial statistics."""
-        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        if self.teacher is not None:
-            with torch.no_grad():
-                for t, s in zip(self.teacher.module.buffers(), self.encoder.buffers()):
-                    t.copy_(s)
-
     # ------------------------------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def view_features(self, views: torch.Tensor) -> torch.Tensor:
