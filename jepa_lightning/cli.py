@@ -1,10 +1,12 @@
 """`jepa-lightning fit|validate|test|predict --config recipes/<variant>/<name>.yaml`
 `jepa-lightning slurm --config recipes/<variant>/<name>.yaml --nodes N --gpus-per-node G [--submit]`
+`jepa-lightning collect --domain walker --episodes 100 --policy noisy --out data/walker [--pixels]`
 
 A LightningCLI whose model and data are any LightningModule / LightningDataModule given by `class_path`,
 with the defaults a JEPA run wants: TensorBoard logs and checkpoints (keeping `last.ckpt`) under `runs/`,
 a learning-rate monitor, cumulative training FLOPs, save-and-requeue on SIGUSR1, seeding, the resolved config saved next to the logs,
-and automatic resume of an interrupted `fit`. `slurm` renders/submits an sbatch script (`launch/slurm.py`).
+and automatic resume of an interrupted `fit`. `slurm` renders/submits an sbatch script (`launch/slurm.py`);
+`collect` gathers reward-free dm_control episodes for offline RL (`rl/collect.py`).
 """
 
 from __future__ import annotations
@@ -88,6 +90,10 @@ def main(args: list[str] | None = None) -> None:
         from jepa_lightning.launch.slurm import main as slurm_main
 
         raise SystemExit(slurm_main(argv[1:]))
+    if argv[:1] == ["collect"]:
+        from jepa_lightning.rl.collect import main as collect_main
+
+        raise SystemExit(collect_main(argv[1:]))
     JEPACLI(args=args)
 
 

@@ -16,13 +16,16 @@ encoder (the evaluation network of both) is probed:
   regression on standardised features) and kNN accuracy.
 
 Claims: (1) DMT-JEPA's patch-level mIoU (kNN or linear) beats I-JEPA's on the mean over seeds; (2) its
-image-level probe is not worse (mean within one pooled standard deviation of I-JEPA's, or better). Prints one
-JSON object (mean, std over seeds and per-seed numbers).
+image-level probe is not worse (mean within one pooled standard deviation of I-JEPA's, or better). The same
+architecture at its random initialisation (I-JEPA's initial teacher of each seed) is probed too: the floor a
+pretrained encoder must clear before the comparison means anything. Prints one JSON object (mean, std over
+seeds and per-seed numbers).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import tempfile
 import time
@@ -83,7 +86,8 @@ def evaluate(encoder: torch.nn.Module, dm, patch_size: int, max_train: int, seed
     return {k: round(v, 4) for k, v in out.items()}
 
 
-def run(method: str, seed: int, epochs: int, workdir: Path, overrides: list[str], max_train: int) -> dict:
+def run(method: str, seed: int, epochs: int, workdir: Path, overrides: list[str], max_train: int,
+        with_random: bool = False) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     cli = JEPACLI(run=False, args=[
         "--config", str(recipe_for(method, workdir)), f"--seed_everything={seed}", f"--trainer.max_epochs={epochs}",
@@ -91,15 +95,20 @@ def run(method: str, seed: int, epochs: int, workdir: Path, overrides: list[str]
         f"--trainer.logger.init_args.save_dir={workdir / 'runs'}", f"--checkpoint.dirpath={workdir / 'ckpt'}",
         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
         "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0", "--resume=false", *overrides])
+    initial = copy.deepcopy(cli.model.teacher.module) if with_random else None
     t0 = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     train_s = time.perf_counter() - t0
     m = cli.trainer.callback_metrics
     encoder = cli.model.teacher.module
-    scores = evaluate(encoder, cli.datamodule, encoder.patch_embed.patch_size, max_train, seed)
-    return {"method": method, "seed": seed, "steps": cli.trainer.global_step, "train_seconds": round(train_s, 1),
-            "final_loss": round(float(m.get("train/loss", float("nan"))), 4),
-            "final_target_std": round(float(m.get("train/target_std", float("nan"))), 4), **scores}
+    patch = encoder.patch_embed.patch_size
+    out = {"method": method, "seed": seed, "steps": cli.trainer.global_step, "train_seconds": round(train_s, 1),
+           "final_loss": round(float(m.get("train/loss", float("nan"))), 4),
+           "final_target_std": round(float(m.get("train/target_std", float("nan"))), 4),
+           **evaluate(encoder, cli.datamodule, patch, max_train, seed)}
+    if initial is not None:  # the floor: the same architecture at its random initialisation, same probes
+        out["random_init"] = evaluate(initial, cli.datamodule, patch, max_train, seed)
+    return out
 
 
 def main() -> None:
@@ -118,8 +127,8 @@ def main() -> None:
         overrides = QUICK + overrides
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [run(method, s, args.epochs, Path(tmp) / f"{method}_seed{s}", overrides, args.max_train_patches)
-                for s in args.seeds for method in METHODS]
+        runs = [run(method, s, args.epochs, Path(tmp) / f"{method}_seed{s}", overrides, args.max_train_patches,
+                    with_random=method == METHODS[0]) for s in args.seeds for method in METHODS]
     out: dict = {"benchmark": "dmt_jepa_scenes_fidelity", "recipe": str(RECIPE.relative_to(ROOT)),
                  "epochs": args.epochs, "seeds": args.seeds, "quick": args.quick, "overrides": overrides,
                  "steps": runs[0]["steps"], "runs": runs}
@@ -127,7 +136,9 @@ def main() -> None:
     for metric in metrics:
         per = {meth: [r[metric] for r in runs if r["method"] == meth] for meth in METHODS}
         gain = [d - i for d, i in zip(per["dmt_jepa"], per["ijepa"])]
-        out[metric] = {**{meth: summary(v) for meth, v in per.items()}, "dmt_minus_ijepa": summary(gain),
+        floor = [r["random_init"][metric] for r in runs if "random_init" in r]
+        out[metric] = {**{meth: summary(v) for meth, v in per.items()}, "random_init": summary(floor),
+                       "dmt_minus_ijepa": summary(gain),
                        "dmt_wins": f"{sum(g > 0 for g in gain)}/{len(gain)}"}
     patch = {m: out[m]["dmt_minus_ijepa"]["mean"] > 0 for m in ("patch_knn_miou", "patch_linear_miou")}
 

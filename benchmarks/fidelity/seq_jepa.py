@@ -59,6 +59,7 @@ def run(seed: int, use_actions: bool, epochs: int, workdir: Path, eval_lens: lis
     out = {"seed": seed, "use_actions": use_actions, "train_seconds": round(train_s, 1),
            "steps": cli.trainer.global_step,
            "final_loss": round(float(cli.trainer.callback_metrics.get("train/loss", float("nan"))), 4),
+           "final_target_std": round(float(cli.trainer.callback_metrics.get("train/target_std", float("nan"))), 4),
            "trained": score(cli.model)}
     if initial is not None:
         out["random_init"] = score(initial)
