@@ -1,5 +1,5 @@
 """DataModules, one file per modality. They yield dict batches and import nothing from jepa_lightning but its
-seeding helpers (never a method: a method reads batch keys, a DataModule knows no method)."""
+seeding helpers and the RL episode format / embedded generators of `jepa_lightning.rl` (never a method: a method reads batch keys, a DataModule knows no method)."""
 
 from .common import (
     SKIPPED_KEY,
@@ -19,6 +19,7 @@ from .images import (
     ImageFolderDataset,
 )
 from .linear import LinearPairsDataModule
+from .offline_rl import OfflineRLDataModule
 from .scenes import DigitScenesDataModule
 from .tabular import TabularDataModule, TabularDataset
 from .video import (
@@ -48,6 +49,7 @@ __all__ = [
     "ImageFolderDataModule",
     "ImageFolderDataset",
     "JEPADataModule",
+    "OfflineRLDataModule",
     "LinearPairsDataModule",
     "MovingDigitsDataModule",
     "SeededSamples",

@@ -68,3 +68,13 @@ def test_salt_fidelity_smoke(tmp_path):
     for label in ("digit", "motion"):
         assert all(0.0 <= seed["probe"][e][label] <= 1.0 for e in seed["probe"])
         assert isinstance(out["claims"][label]["1_student_beats_teacher"]["holds"], bool)
+
+
+def test_act_jepa_fidelity_smoke():
+    out = run_script("benchmarks/fidelity/act_jepa.py", "--quick")
+    assert {r["method"] for r in out["runs"]} == {"act_jepa", "act"}
+    for name in ("act_jepa", "act"):
+        assert 0.0 <= out[name]["success_rate"]["mean"] <= 1.0
+        assert out[name]["probe_rmse"]["5"]["mean"] > 0
+    assert out["raw_state_probe_rmse"]["5"] > 0
+    assert isinstance(out["claim"]["holds"], bool)

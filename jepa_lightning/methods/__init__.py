@@ -1,5 +1,6 @@
 """JEPA variants, one LightningModule per paper; shared machinery in `base`."""
 
+from jepa_lightning.methods.act_jepa import ACTJEPA
 from jepa_lightning.methods.base import JEPAModule
 from jepa_lightning.methods.dmt_jepa import DMTJEPA, LocalAggregationHead
 from jepa_lightning.methods.ijepa import IJEPA
@@ -10,4 +11,4 @@ from jepa_lightning.methods.t_jepa import TJEPA
 from jepa_lightning.methods.vjepa import VJEPA, vjepa_masks
 
 __all__ = ["JEPAModule", "IJEPA", "VJEPA", "vjepa_masks", "SALT", "SALTTeacher", "DeepLinearSSL", "TJEPA", "SeqJEPA", "DMTJEPA",
-           "LocalAggregationHead"]
+           "LocalAggregationHead", "ACTJEPA"]
