@@ -78,3 +78,13 @@ def test_act_jepa_fidelity_smoke():
         assert out[name]["probe_rmse"]["5"]["mean"] > 0
     assert out["raw_state_probe_rmse"]["5"] > 0
     assert isinstance(out["claim"]["holds"], bool)
+
+
+def test_td_jepa_fidelity_smoke():
+    out = run_script("benchmarks/fidelity/td_jepa.py", "--quick")
+    linear = out["claim_1_linear_successor_features"]
+    assert isinstance(linear["holds"], bool) and linear["worst_rel_err"] < 0.2  # 1500 steps: ~0.04 (full: 1e-5)
+    walker = out["claim_2_walker_zero_shot"]
+    assert set(walker["summary"]) == {"stand", "walk", "run"}
+    assert all(s["random"]["mean"] >= 0 for s in walker["summary"].values())
+    assert isinstance(walker["holds_far_above_random"], bool)

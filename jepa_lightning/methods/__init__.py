@@ -8,7 +8,8 @@ from jepa_lightning.methods.linear_theory import DeepLinearSSL
 from jepa_lightning.methods.salt import SALT, SALTTeacher
 from jepa_lightning.methods.seq_jepa import SeqJEPA
 from jepa_lightning.methods.t_jepa import TJEPA
+from jepa_lightning.methods.td_jepa import TDJEPA
 from jepa_lightning.methods.vjepa import VJEPA, vjepa_masks
 
 __all__ = ["JEPAModule", "IJEPA", "VJEPA", "vjepa_masks", "SALT", "SALTTeacher", "DeepLinearSSL", "TJEPA", "SeqJEPA", "DMTJEPA",
-           "LocalAggregationHead", "ACTJEPA"]
+           "LocalAggregationHead", "ACTJEPA", "TDJEPA"]
