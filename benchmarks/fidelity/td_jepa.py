@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--sf-steps", type=int, default=6000)
     p.add_argument("--sf-tolerance", type=float, default=1e-3)
     p.add_argument("--skip-walker", action="store_true")
-    p.add_argument("--walker-seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--walker-seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--data", default=None, help="folder of walker episodes (default: the embedded dataset)")
     p.add_argument("--max-episodes", type=int, default=None)
     p.add_argument("--tasks", nargs="+", default=["stand", "walk", "run"])
