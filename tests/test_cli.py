@@ -136,7 +136,6 @@ DDP_SCRIPT = textwrap.dedent('''
     import sys, torch
     from lightning.pytorch import Callback
     from jepa_lightning.cli import JEPACLI
-from jepa_lightning.rl.episodes import write_episode
 
     class Record(Callback):
         def __init__(self):
