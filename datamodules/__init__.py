@@ -22,6 +22,7 @@ from .linear import LinearPairsDataModule
 from .offline_rl import OfflineRLDataModule
 from .scenes import DigitScenesDataModule
 from .tabular import TabularDataModule, TabularDataset
+from .ui import UIRecordingsDataModule, generate_ui_recordings
 from .video import (
     MOTIONS,
     VIDEO_EXTENSIONS,
@@ -50,6 +51,8 @@ __all__ = [
     "ImageFolderDataset",
     "JEPADataModule",
     "OfflineRLDataModule",
+    "UIRecordingsDataModule",
+    "generate_ui_recordings",
     "LinearPairsDataModule",
     "MovingDigitsDataModule",
     "SeededSamples",
