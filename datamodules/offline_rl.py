@@ -25,7 +25,6 @@ the dataset is wrong, not damaged.
 
 from __future__ import annotations
 
-import logging
 from typing import Literal
 
 import numpy as np
@@ -34,8 +33,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch.utils.data import Dataset
 
 from jepa_lightning.rl.episodes import (  # noqa: F401  (re-exported: the format is part of this module's API)
-    _SPEC,
     EPISODE_SUFFIXES,
+    STEP_KEYS,
     EpisodeFormatError,
     list_episodes,
     read_episode,
@@ -46,7 +45,6 @@ from jepa_lightning.rl.episodes import (  # noqa: F401  (re-exported: the format
 
 from .common import JEPADataModule, SkippedSampleWarning
 
-log = logging.getLogger(__name__)
 
 class Episodes:
     """Episodes concatenated into contiguous tensors: ``data[key]`` holds every episode's rows one after the
@@ -74,7 +72,7 @@ class Episodes:
         self.starts = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), self.steps[:-1] + 1]), 0)
         self.data: dict[str, torch.Tensor] = {}
         for key in keys:
-            rows = [ep[key] if _SPEC[key][1] else _pad_one(ep[key]) for ep in episodes]
+            rows = [_pad_one(ep[key]) if key in STEP_KEYS else ep[key] for ep in episodes]
             self.data[key] = torch.from_numpy(np.concatenate(rows))
 
     def __len__(self) -> int:

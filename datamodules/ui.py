@@ -986,10 +986,13 @@ class UIRecordingsDataModule(JEPADataModule):
         gen_seed: int = 0,
         batch_size: int = 16,
         num_workers: int = 0,
-        **loader: Any,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        drop_last: bool = True,
+        seed: int = 0,
     ) -> None:
-        """``loader``: the other DataLoader settings of :class:`JEPADataModule` (pin_memory, seed, ...)."""
-        super().__init__(batch_size=batch_size, num_workers=num_workers, **loader)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
+                         persistent_workers=persistent_workers, drop_last=drop_last, seed=seed)
         self.save_hyperparameters()
         _av()
         if synthetic not in UI_SETS:

@@ -148,14 +148,15 @@ def claim_linear(args: argparse.Namespace) -> dict:
 
 # ------------------------------------------------------------------------------------------ claim 2
 def walker_data(path: str | None, max_episodes: int | None) -> tuple[object, dict[str, torch.Tensor]]:
-    """The train split of the walker dataset (embedded unless ``path``) and all its transitions."""
+    """The train split of the walker dataset (embedded unless ``path``, a ``TransitionDataset``) and all its
+    transitions."""
     from datamodules.offline_rl import OfflineRLDataModule
 
     dm = OfflineRLDataModule(path=path, embedded=None if path else "walker", max_episodes=max_episodes,
                              batch_size=256)
     dm.setup("fit")
     ds = dm.train_dataset
-    return dm, ds.__getitems__(list(range(len(ds))))
+    return ds, ds.__getitems__(list(range(len(ds))))
 
 
 def train_td_jepa(data: dict[str, torch.Tensor], args: argparse.Namespace, seed: int) -> tuple[TDJEPA, dict]:
@@ -241,7 +242,7 @@ def claim_walker(args: argparse.Namespace) -> dict:
     from jepa_lightning.eval.zero_shot import sample_transitions
     from jepa_lightning.rl.relabel import relabel
 
-    _, data = walker_data(args.data, args.max_episodes)
+    dataset, data = walker_data(args.data, args.max_episodes)
     physics = data["next_physics"].numpy()
     rewards = {t: torch.as_tensor(relabel("walker", t, physics)) for t in args.tasks}
     act_dim = data["action"].shape[1]
@@ -251,7 +252,7 @@ def claim_walker(args: argparse.Namespace) -> dict:
         run: dict = {"seed": seed}
         model, run["td_jepa_train"] = train_td_jepa(data, args, seed)
         _progress(f"seed {seed}: TD-JEPA trained {run['td_jepa_train']}")
-        sub = sample_transitions(_Rows(data), args.infer_samples, seed)
+        sub = sample_transitions(dataset, args.infer_samples, seed)
         rng = np.random.default_rng(seed)
         for task in args.tasks:
             reward_sub = torch.as_tensor(relabel("walker", task, sub["next_physics"].numpy()))
@@ -283,19 +284,6 @@ def claim_walker(args: argparse.Namespace) -> dict:
 
 def _progress(message: str) -> None:
     print(f"[td_jepa fidelity {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-class _Rows:
-    """All transitions (a dict of tensors) seen as a dataset for ``sample_transitions``."""
-
-    def __init__(self, data: dict[str, torch.Tensor]) -> None:
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data["obs"])
-
-    def __getitems__(self, index: list[int]) -> dict[str, torch.Tensor]:
-        return {k: v[index] for k, v in self.data.items()}
 
 
 # ------------------------------------------------------------------------------------------------- main

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from jepa_lightning.rl.envs import DMCEnv, domain_tasks, make_env
+from jepa_lightning.rl.episodes import read_metadata, write_episode, write_metadata
 
 POLICIES = ("random", "noisy", "mixed")
 NOISY_RHO, NOISY_SIGMA = 0.9, 0.6
@@ -173,7 +174,6 @@ def collect(folder: str, domain: str, task: str | None = None, policy: str = "no
         raise ValueError(f"unknown collection policy {policy!r}; available: {', '.join(POLICIES)}")
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    from jepa_lightning.rl.episodes import read_metadata, write_episode, write_metadata
 
     settings = {"domain": domain, "task": task, "policy": policy, "seed": seed, "pixels": pixels,
                 "image_size": image_size if pixels else None, "time_limit": time_limit}

@@ -41,6 +41,9 @@ _SPEC: dict[str, tuple[Any, int, int]] = {
     "physics": (np.float64, 1, 2), "pixels": (np.uint8, 1, 4), "reward": (np.float32, 0, 1),
 }
 
+# keys with one row per step (T rows) rather than per state (T+1 rows)
+STEP_KEYS = frozenset(k for k, (_, extra, _) in _SPEC.items() if extra == 0)
+
 
 class EpisodeFormatError(ValueError):
     """A readable episode file whose content does not follow the format."""

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from jepa_lightning.rl.episodes import write_episode, write_metadata
+
 
 @dataclass(frozen=True)
 class PushConfig:
@@ -261,7 +263,6 @@ def generate_demos(folder: str, episodes: int = 200, seed: int = 0, noise: float
                    image_size: int = 64) -> None:
     """Write ``episodes`` successful expert episodes to ``folder`` (``episode_00000.npz`` ...) with a
     ``dataset.json`` naming the task (``env_factory`` + ``env_kwargs``, so evaluation can rebuild it)."""
-    from jepa_lightning.rl.episodes import write_episode, write_metadata
 
     env = Push2D()
     demos, stats = collect_demos(episodes, seed=seed, noise=noise, pixels=pixels, image_size=image_size, env=env)
