@@ -1122,6 +1122,14 @@ class UIRecordingsDataModule(JEPADataModule):
         assert self.index is not None
         return sorted({c for _, _, c in self.index.get(split, [])})
 
+    def intents_of(self, split: str) -> list[str]:
+        """The intent texts listed for ``split`` (train, few_shot, zero_shot), in annotation order (e.g. the
+        corpus an intent decoder trains its tokenizer on)."""
+        if self.index is None:
+            self._read_index()
+        assert self.index is not None
+        return [intent for _, intent, _ in self.index.get(split, [])]
+
     def _samples(self, split: str) -> list[tuple[str, str, int, int | None]]:
         """The split's samples with their frame counts; those shorter than ``num_frames`` dropped and reported.
         A file whose count cannot be read stays in, to be skipped and reported when it is loaded."""

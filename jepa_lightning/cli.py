@@ -95,6 +95,20 @@ def main(args: list[str] | None = None) -> None:
 
         raise SystemExit(collect_main(argv[1:]))
     JEPACLI(args=args)
+    _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Tear the process group down before the interpreter exits.
+
+    Left to interpreter shutdown, gloo's worker threads are destroyed while still joinable and one rank can abort
+    with "terminate called without an active exception" after a successful run (seen under SLURM on CPU).
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
