@@ -3,6 +3,7 @@
 from .multiblock import MultiBlockMask2D
 from .multiblock3d import MultiBlockMask3D
 from .tabular import FeatureMask
+from .temporal import TemporalMask
 from .utils import Masks, step_generator
 
-__all__ = ["FeatureMask", "Masks", "MultiBlockMask2D", "MultiBlockMask3D", "step_generator"]
+__all__ = ["FeatureMask", "Masks", "MultiBlockMask2D", "MultiBlockMask3D", "step_generator", "TemporalMask"]

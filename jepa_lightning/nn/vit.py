@@ -21,7 +21,7 @@ class VisionTransformer(nn.Module):
     Returns [B, K, embed_dim] (K = all tokens when `keep` is None).
     """
 
-    def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_frames: int = 1,
+    def __init__(self, img_size: int | tuple[int, int] = 224, patch_size: int = 16, in_chans: int = 3, num_frames: int = 1,
                  tubelet_size: int = 2, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
                  init_std: float = 0.02) -> None:
