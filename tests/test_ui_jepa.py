@@ -139,3 +139,16 @@ def test_tiny_recipe_pretrains_on_synthetic_ui_recordings(tmp_path, one_thread):
     for key in ("train/loss", "train/target_std", "val/category_probe_acc", "train/ema"):
         assert key in metrics, key
     assert torch.isfinite(metrics["train/loss"]) and (tmp_path / "ckpt" / "last.ckpt").is_file()
+
+
+def test_jepa_tuning_starts_encoder_and_teacher_from_given_weights(tmp_path):
+    from safetensors.torch import save_file
+
+    source = encoder()
+    save_file(source.state_dict(), str(tmp_path / "vjepa.safetensors"))
+    m = UIJEPA(encoder(), predictor(), init_encoder=str(tmp_path / "vjepa.safetensors"))
+    for net in (m.encoder, m.teacher.module):
+        for (name, a), b in zip(net.state_dict().items(), source.state_dict().values()):
+            assert torch.equal(a, b), name
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        UIJEPA(encoder(), predictor(), init_encoder=str(tmp_path / "missing.ckpt"))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jepa_lightning.eval.checkpoint import load_encoder_weights
 from jepa_lightning.masks import MultiBlockMask3D, TemporalMask
 from jepa_lightning.methods.vjepa import VJEPA, vjepa_masks
 from jepa_lightning.nn import TransformerPredictor, VisionTransformer
@@ -41,10 +42,18 @@ def ui_jepa_masks(temporal: tuple[float, float] = (0.25, 0.5)) -> list[MultiBloc
 
 class UIJEPA(VJEPA):
     """UI-JEPA pretraining: V-JEPA with spatial + temporal masks (default `ui_jepa_masks()`, one predictor mask
-    token per generator) and EMA 0.998 -> 1.0. Other arguments as `VJEPA` / `JEPAModule`."""
+    token per generator) and EMA 0.998 -> 1.0. Other arguments as `VJEPA` / `JEPAModule`.
+
+    `init_encoder`: "JEPA-tuning" as in the paper, which starts from a V-JEPA encoder pretrained on natural
+    video: the encoder (and so its EMA teacher) starts from these weights (a training checkpoint's
+    `f"{init_encoder_key}."` weights or a safetensors export, see `jepa_lightning.eval.load_encoder_weights`);
+    None trains from scratch. Only the start: a resumed run restores its own weights from its checkpoint."""
 
     def __init__(self, encoder: VisionTransformer, predictor: TransformerPredictor,
                  masks: list[MultiBlockMask3D | TemporalMask] | None = None, loss_exp: float = 1.0,
-                 input_key: str = "video", ema: tuple[float, float] | None = (0.998, 1.0), **kwargs: Any) -> None:
+                 input_key: str = "video", ema: tuple[float, float] | None = (0.998, 1.0),
+                 init_encoder: str | None = None, init_encoder_key: str = "teacher", **kwargs: Any) -> None:
+        if init_encoder is not None:
+            load_encoder_weights(encoder, init_encoder, init_encoder_key)
         super().__init__(encoder, predictor, masks=masks if masks is not None else ui_jepa_masks(),
                          loss_exp=loss_exp, input_key=input_key, ema=ema, **kwargs)
