@@ -5,6 +5,7 @@ from jepa_lightning.eval.checkpoint import export_encoder, load_encoder_weights,
 from jepa_lightning.eval.equivariance import SeqJEPAEvaluation
 from jepa_lightning.eval.flops import TrainingFLOPs, flop_counter, step_flops
 from jepa_lightning.eval.frozen_heads import FrozenHeads
+from jepa_lightning.eval.intent_similarity import IntentSimilarity, intent_similarity_scores
 from jepa_lightning.eval.knn import knn_accuracy, knn_predict
 from jepa_lightning.eval.online_probe import OnlineProbe
 from jepa_lightning.eval.rankme import RankMe, effective_rank
@@ -14,5 +15,5 @@ from jepa_lightning.eval.zero_shot import ZeroShotRollouts
 __all__ = [
     "AttentiveProbe", "export_encoder", "load_encoder_weights", "read_encoder_state", "knn_accuracy",
     "knn_predict", "OnlineProbe", "RankMe", "effective_rank", "TrainingFLOPs", "FrozenHeads", "SeqJEPAEvaluation", "flop_counter", "step_flops",
-    "RolloutEvaluation", "ZeroShotRollouts",
+    "RolloutEvaluation", "ZeroShotRollouts", "IntentSimilarity", "intent_similarity_scores",
 ]
