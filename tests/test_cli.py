@@ -30,7 +30,7 @@ def test_every_recipe_parses_and_builds_on_meta(recipe, tmp_path, monkeypatch):
     text = recipe.read_text()
     if "ImageFolderDataModule" in text or "source: folder" in text:
         args.append(f"--data.init_args.root={tmp_path / 'data'}")
-    if "AttentiveProbe" in text:  # its checkpoint comes from another run
+    if "AttentiveProbe" in text or "IntentDecoder" in text:  # its encoder checkpoint comes from another run
         args.append("--model.init_args.checkpoint=null")
     if "methods.SALT\n" in text:  # so does a SALT student's teacher
         args.append("--model.init_args.teacher_checkpoint=null")
@@ -56,6 +56,8 @@ def test_every_recipe_parses_and_builds_on_meta(recipe, tmp_path, monkeypatch):
         args.append("--data.init_args.batch_size=2")
     if "UIRecordingsDataModule" in text and "root: " in text:  # a stand-in release folder
         (tmp_path / yaml.safe_load(text)["data"]["init_args"]["root"]).mkdir(parents=True, exist_ok=True)
+    if "IntentDecoder" in text and "lm: null" not in text:  # a downloaded LM (tests/test_ui_decoder.py stands one in)
+        args.append("--model.init_args.lm=null")
     if "init_encoder: " in text:  # JEPA-tuning starts from another run's encoder
         args.append("--model.init_args.init_encoder=null")
     with torch.device("meta"):

@@ -9,9 +9,10 @@ from jepa_lightning.methods.salt import SALT, SALTTeacher
 from jepa_lightning.methods.seq_jepa import SeqJEPA
 from jepa_lightning.methods.t_jepa import TJEPA
 from jepa_lightning.methods.td_jepa import TDJEPA
+from jepa_lightning.methods.ui_intent import IntentDecoder, IntentPredictionWriter
 from jepa_lightning.methods.ui_jepa import UIJEPA, ui_jepa_masks
 from jepa_lightning.methods.vjepa import VJEPA, vjepa_masks
 
 __all__ = ["JEPAModule", "IJEPA", "VJEPA", "vjepa_masks", "SALT", "SALTTeacher", "DeepLinearSSL", "TJEPA", "SeqJEPA", "DMTJEPA",
            "LocalAggregationHead", "ACTJEPA", "TDJEPA",
-           "UIJEPA", "ui_jepa_masks"]
+           "UIJEPA", "ui_jepa_masks", "IntentDecoder", "IntentPredictionWriter"]
