@@ -43,6 +43,7 @@ reproduce: install  ## paper-claim experiments at small scale (slow)
 	$(PY) benchmarks/fidelity/dmt_jepa.py
 	$(PY) benchmarks/fidelity/act_jepa.py
 	$(PY) benchmarks/fidelity/td_jepa.py
+	$(PY) benchmarks/fidelity/ui_jepa.py
 
 freeze: install  ## re-pin constraints.txt from the current environment
 	@{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.tmp && mv constraints.tmp constraints.txt

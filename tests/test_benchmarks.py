@@ -88,3 +88,21 @@ def test_td_jepa_fidelity_smoke():
     assert set(walker["summary"]) == {"stand", "walk", "run"}
     assert all(s["random"]["mean"] >= 0 for s in walker["summary"].values())
     assert isinstance(walker["holds_far_above_random"], bool)
+
+
+def test_ui_jepa_fidelity_smoke(tmp_path):
+    out = run_script("benchmarks/fidelity/ui_jepa.py", "--quick", "--out", str(tmp_path / "out"),
+                     "--cache-dir", str(tmp_path / "cache"))
+    assert set(out["summary"]) == {"spatial_temporal", "spatial", "random"}
+    run = out["runs"]["0"]
+    for variant in ("spatial_temporal", "spatial"):
+        assert run[variant]["pretrain"]["steps"] >= 1 and (tmp_path / "out" / f"encoder_{variant}_s0.safetensors").is_file()
+    for variant in out["summary"]:
+        assert all(0.0 <= v <= 1.0 for v in run[variant]["probe"].values())
+        for split in ("few_shot", "zero_shot"):
+            scores = run[variant]["decoder"][split]
+            assert 0.0 <= scores["intent_similarity"] <= 1.0 and set(scores) >= {"cosine", "rouge1", "rouge2", "rougeL"}
+    decoder = run["spatial_temporal"]["decoder"]
+    assert decoder["latency_ms_per_recording"] > 0 and decoder["parameters"]["encoder"] > 0
+    assert set(out["claims"]) == {"temporal_masking_helps_intent", "temporal_masking_helps_probe",
+                                  "few_shot_above_zero_shot", "pretrained_beats_random"}
