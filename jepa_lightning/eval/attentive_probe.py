@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from jepa_lightning.eval.checkpoint import load_encoder_weights
 from jepa_lightning.nn.pooler import AttentivePooler
-from jepa_lightning.optim import WarmupCosineSchedule, param_groups
+from jepa_lightning.optim import adamw_warmup_cosine
 
 
 class AttentiveProbe(L.LightningModule):
@@ -128,13 +127,7 @@ class AttentiveProbe(L.LightningModule):
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            raise ValueError("AttentiveProbe's schedule needs a finite run: set max_epochs or max_steps")
-        total = max(int(total), 1)
         heads = [m for name, m in self.named_children() if name != "encoder"]
-        optimizer = torch.optim.AdamW(param_groups(heads, hp.weight_decay), lr=hp.lr)
-        scheduler = WarmupCosineSchedule(optimizer, total, int(round(hp.warmup * total)), start_lr=0.0, lr=hp.lr,
-                                         final_lr=hp.final_lr, weight_decay=hp.weight_decay,
-                                         final_weight_decay=hp.weight_decay)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_cosine(self.trainer, heads, owner="AttentiveProbe", lr=hp.lr, start_lr=0.0,
+                                   final_lr=hp.final_lr, warmup=hp.warmup, weight_decay=hp.weight_decay,
+                                   final_weight_decay=hp.weight_decay)

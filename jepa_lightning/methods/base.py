@@ -17,7 +17,7 @@ from torch import nn
 from jepa_lightning.distributed import bf16_policy, shard_module
 from jepa_lightning.eval.rankme import RankMe
 from jepa_lightning.masks import step_generator
-from jepa_lightning.optim import WarmupCosineSchedule, linear, param_groups
+from jepa_lightning.optim import adamw_warmup_cosine, linear
 from jepa_lightning.targets import EMATeacher, TargetNetwork
 
 
@@ -167,12 +167,12 @@ class JEPAModule(LightningModule):
                 shard_module(target.module, dp, mp, reshard_after_forward=True)
 
     def configure_optimizers(self):
-        self.total_steps = total = int(self.trainer.estimated_stepping_batches)  # also the EMA schedule's length
-        opt = torch.optim.AdamW(param_groups(self.trainable_modules(), self.weight_decay), lr=self.lr,
-                                betas=self.betas, fused=self.device.type in ("cpu", "cuda"))
-        sched = WarmupCosineSchedule(opt, total, int(self.warmup * total), self.start_lr, self.lr, self.final_lr,
-                                     self.weight_decay, self.final_weight_decay)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        config = adamw_warmup_cosine(self.trainer, self.trainable_modules(), owner=type(self).__name__, lr=self.lr,
+                                     start_lr=self.start_lr, final_lr=self.final_lr, warmup=self.warmup,
+                                     weight_decay=self.weight_decay, final_weight_decay=self.final_weight_decay,
+                                     betas=self.betas, fused=self.device.type in ("cpu", "cuda"))
+        self.total_steps = config["lr_scheduler"]["scheduler"].total_steps  # also the EMA schedule's length
+        return config
 
     def ema_momentum(self, step: int) -> float:
         m0, m1 = self.ema

@@ -39,7 +39,7 @@ from torch import nn
 
 from jepa_lightning.eval.checkpoint import load_encoder_weights
 from jepa_lightning.eval.intent_similarity import IntentSimilarity, intent_similarity_scores
-from jepa_lightning.optim import WarmupCosineSchedule, param_groups
+from jepa_lightning.optim import adamw_warmup_cosine
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"  # the scratch tokenizer's special tokens (ids 0, 1, 2)
 TOKENIZER_KEY = "intent_tokenizer"  # where the scratch tokenizer's JSON lives in a Lightning checkpoint
@@ -467,16 +467,10 @@ class IntentDecoder(L.LightningModule):
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            raise ValueError("IntentDecoder's schedule needs a finite run: set max_epochs or max_steps")
-        total = max(int(total), 1)
-        optimizer = torch.optim.AdamW(param_groups([self.proj, self.lm], hp.weight_decay), lr=hp.lr,
-                                      betas=tuple(hp.betas))
-        scheduler = WarmupCosineSchedule(optimizer, total, int(round(hp.warmup * total)), start_lr=hp.start_lr,
-                                         lr=hp.lr, final_lr=hp.final_lr, weight_decay=hp.weight_decay,
-                                         final_weight_decay=hp.final_weight_decay)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_cosine(self.trainer, [self.proj, self.lm], owner="IntentDecoder", lr=hp.lr,
+                                   start_lr=hp.start_lr, final_lr=hp.final_lr, warmup=hp.warmup,
+                                   weight_decay=hp.weight_decay, final_weight_decay=hp.final_weight_decay,
+                                   betas=tuple(hp.betas))
 
 
 class IntentPredictionWriter(Callback):
