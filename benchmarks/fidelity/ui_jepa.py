@@ -6,19 +6,22 @@ Per seed, with the tiny recipes (`recipes/ui_jepa/pretrain_tiny.yaml`, `recipes/
 - two encoders pretrained on the unlabeled training recordings for the same number of epochs: `spatial_temporal`
   (UI-JEPA's masks: V-JEPA's spatial pair + whole hyper-frames) and `spatial` (the spatial pair only, i.e.
   V-JEPA's masks on UI data); and a `random` encoder (same architecture, untrained) as the floor;
+- `seen`: new recordings of the common categories (generated with the next generator seed), never seen in
+  training by encoder or decoder, of categories they trained on;
 - a frozen intent-category probe on each: multinomial logistic regression on the encoder's tokens averaged per
   hyper-frame (so the probe sees the order of the moments), trained on the training split and scored on the
-  few-shot split (categories with only `few_shot_train` training recordings), plus 4-fold cross-validated
+  `seen` recordings and on the few-shot split (categories with only `few_shot_train` training recordings), plus 4-fold cross-validated
   scores on the training split and on the evaluation recordings of the few-shot and zero-shot categories
   together (`held_out_cv`: recordings the encoder never saw, half of them of categories it never saw);
 - the intent decoder (frozen encoder -> projection -> small GPT-2 trained here with a locally trained
   tokenizer) on each encoder, trained on the training split's (recording, intent) pairs and scored by greedy
-  generation with Intent Similarity (mean of MiniLM cosine, ROUGE-1/2/L) on the few-shot and zero-shot splits;
+  generation with Intent Similarity (mean of MiniLM cosine, ROUGE-1/2/L) on the `seen` recordings and on the
+  few-shot and zero-shot splits;
 - latency per recording (encoder + greedy generation, batch 1, median) and parameter counts of the pipeline.
 
 Claims checked (UI-JEPA, Fu et al. 2024): (1) spatial + temporal masking beats spatial-only masking on intent
-similarity and on the category probe; (2) few-shot intent similarity is above zero-shot (held-out categories are
-harder); (3) a pretrained encoder beats a random one. Prints one JSON object.
+similarity and on the category probe (`seen` recordings); (2) few-shot intent similarity is above zero-shot
+(held-out categories are harder); (3) a pretrained encoder beats a random one. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from datamodules.common import collate_skipping
-from datamodules.ui import UIRecordingsDataModule
+from datamodules.ui import UIRecordingDataset, UIRecordingsDataModule
 from jepa_lightning.cli import JEPACLI
 from jepa_lightning.eval.frozen_heads import fit_linear
 
@@ -100,21 +103,38 @@ def build_encoder(path: str) -> nn.Module:
 
 
 # --------------------------------------------------------------------------------------- category probe
-def batches(dm: UIRecordingsDataModule, split: str, batch_size: int = 16):
-    """Every readable recording of a split, in order (unreadable ones skipped and reported by the DataModule)."""
-    loader = torch.utils.data.DataLoader(dm._dataset(split), batch_size=batch_size, collate_fn=collate_skipping)
+def batches(dataset, dm: UIRecordingsDataModule, batch_size: int = 16):
+    """Every readable recording of a dataset, in order (unreadable ones skipped and reported by the DataModule)."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skipping)
     for batch in loader:
         batch = dm.on_before_batch_transfer(batch, 0)
         if batch is not None:
             yield batch
 
 
+def evaluation_sets(dm: UIRecordingsDataModule) -> dict:
+    """The few-shot and zero-shot splits, and `seen`: new recordings of the common categories (drawn by another
+    generator seed, every split of that set, kept where the category is common here), which the encoders and
+    decoders never saw but whose categories they trained on with `train_per_category` recordings each."""
+    other = UIRecordingsDataModule(**{k: v for k, v in DATA.items() if k != "num_workers"},
+                                   gen_seed=dm.generation["gen_seed"] + 1)
+    other.prepare_data()
+    other.setup("fit")
+    common = set(dm.categories_of("train")) - set(dm.categories_of("few_shot"))
+    assert other.category_names == dm.category_names
+    samples = [s for split in ("train", "few_shot", "zero_shot") for s in other._samples(split)
+               if dm.category_names[s[2]] in common]
+    seen = UIRecordingDataset(samples, dm.num_frames, dm.image_size, dm.mean, dm.std, dm.normalize,
+                              dm.decode_threads)
+    return {"seen": seen, "few_shot": dm._dataset("few_shot"), "zero_shot": dm._dataset("zero_shot")}
+
+
 @torch.no_grad()
-def slot_features(encoder: nn.Module, dm: UIRecordingsDataModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokens averaged per hyper-frame [n, T' * D] and the category labels of every recording of a split."""
+def slot_features(encoder: nn.Module, dm: UIRecordingsDataModule, dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens averaged per hyper-frame [n, T' * D] and the category labels of every recording of a dataset."""
     T = encoder.grid_size[0]
     feats, labels = [], []
-    for batch in batches(dm, split):
+    for batch in batches(dataset, dm):
         tokens = encoder(batch["video"])                                # [B, T' H' W', D]
         feats.append(tokens.unflatten(1, (T, -1)).mean(2).flatten(1))  # [B, T' D]
         labels.append(batch["category"])
@@ -136,17 +156,20 @@ def cross_validated(x: torch.Tensor, y: torch.Tensor, num_classes: int, folds: i
     return statistics.mean(scores)
 
 
-def category_probe(encoder: nn.Module, dm: UIRecordingsDataModule) -> dict[str, float]:
+def category_probe(encoder: nn.Module, dm: UIRecordingsDataModule, sets: dict) -> dict[str, float]:
     n = dm.num_classes
-    (xtr, ytr), (xfs, yfs), (xzs, yzs) = (slot_features(encoder, dm, s) for s in ("train", "few_shot", "zero_shot"))
-    return {"few_shot": round(probe_accuracy(xtr, ytr, xfs, yfs, n), 4),
-            "train_cv": round(cross_validated(xtr, ytr, n), 4),
+    xtr, ytr = slot_features(encoder, dm, dm._dataset("train"))
+    (xse, yse), (xfs, yfs), (xzs, yzs) = (slot_features(encoder, dm, sets[k]) for k in ("seen", "few_shot",
+                                                                                           "zero_shot"))
+    return {"seen": round(probe_accuracy(xtr, ytr, xse, yse, n), 4),
+            "few_shot": round(probe_accuracy(xtr, ytr, xfs, yfs, n), 4),
             "held_out_cv": round(cross_validated(torch.cat([xfs, xzs]), torch.cat([yfs, yzs]), n), 4)}
 
 
 # ----------------------------------------------------------------------------------------- intent decoder
-def intent_decoder(encoder_path: str, seed: int, epochs: int, out: Path, latency: bool) -> dict:
-    """Trains the decoder on a frozen encoder; Intent Similarity on the few-shot and zero-shot splits."""
+def intent_decoder(encoder_path: str, seed: int, epochs: int, sets: dict, latency: bool) -> dict:
+    """Trains the decoder on a frozen encoder; Intent Similarity on the seen-category, few-shot and zero-shot
+    recordings."""
     from jepa_lightning.eval.intent_similarity import IntentSimilarity
 
     result: dict = {}
@@ -158,11 +181,11 @@ def intent_decoder(encoder_path: str, seed: int, epochs: int, out: Path, latency
         result["seconds"] = round(time.perf_counter() - t0, 1)
         result["final_loss"] = round(float(run.trainer.callback_metrics["train/loss"]), 4)
         model, dm = run.model.eval(), run.datamodule
-        for split in ("few_shot", "zero_shot"):
+        for split, dataset in sets.items():
             metric = IntentSimilarity()
             examples = []
             with torch.no_grad():
-                for batch in batches(dm, split):
+                for batch in batches(dataset, dm):
                     preds = model.generate(batch["video"])
                     metric.update(preds, batch["intent"])
                     examples += list(zip(batch["intent"], preds))[:2]
@@ -170,7 +193,7 @@ def intent_decoder(encoder_path: str, seed: int, epochs: int, out: Path, latency
             result[f"{split}_examples"] = examples[:4]
         if latency:
             result["parameters"] = model.parameter_counts()
-            batch = next(batches(dm, "few_shot", batch_size=1))
+            batch = next(batches(sets["seen"], dm, batch_size=1))
             times = []
             with torch.no_grad():
                 for _ in range(6):
@@ -221,8 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     dm = UIRecordingsDataModule(**{k: v for k, v in DATA.items() if k != "num_workers"})
     dm.prepare_data()
     dm.setup("fit")
-    report: dict = {"data": {**DATA, "categories": dm.category_names, "counts": {
-        s: len(dm.intents_of(s)) for s in ("train", "few_shot", "zero_shot")}}, "runs": {}}
+    sets = evaluation_sets(dm)
+    report: dict = {"data": {**DATA, "categories": dm.category_names, "common": sorted(
+        set(dm.categories_of("train")) - set(dm.categories_of("few_shot"))), "few_shot": dm.categories_of("few_shot"),
+        "zero_shot": dm.categories_of("zero_shot"), "counts": {
+        **{s: len(dm.intents_of(s)) for s in ("train", "few_shot", "zero_shot")}, "seen": len(sets["seen"])}},
+        "runs": {}}
     encoders = tuple(args.variants)
     for seed in args.seeds:
         runs = report["runs"][seed] = {}
@@ -232,11 +259,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed} {variant}: pretrained {info}", file=sys.stderr, flush=True)
             if "probe" in args.stages:
                 runs[variant]["probe"] = cached(out / f"probe_{variant}_s{seed}.json", category_probe,
-                                                build_encoder(info["path"]), dm)
+                                                build_encoder(info["path"]), dm, sets)
                 print(f"  probe {runs[variant]['probe']}", file=sys.stderr, flush=True)
             if "decoder" in args.stages:
                 runs[variant]["decoder"] = cached(out / f"decoder_{variant}_s{seed}.json", intent_decoder,
-                                                  info["path"], seed, args.decoder_epochs, out,
+                                                  info["path"], seed, args.decoder_epochs, sets,
                                                   latency=variant == "spatial_temporal")
                 print(f"  decoder {runs[variant]['decoder']}", file=sys.stderr, flush=True)
     if encoders != ("spatial_temporal", "spatial", "random"):
@@ -250,19 +277,17 @@ def main(argv: list[str] | None = None) -> int:
             for key in per[0]["probe"]:
                 entry[f"probe_{key}"] = summary([r["probe"][key] for r in per])
         if "decoder" in args.stages:
-            for split in ("few_shot", "zero_shot"):
+            for split in ("seen", "few_shot", "zero_shot"):
                 entry[f"intent_similarity_{split}"] = summary([r["decoder"][split]["intent_similarity"] for r in per])
     report["summary"] = summaries
     if "decoder" in args.stages and "probe" in args.stages:
         st, sp, rnd = (summaries[v] for v in encoders)
         report["claims"] = {
-            "temporal_masking_helps_intent": st["intent_similarity_few_shot"]["mean"]
-            > sp["intent_similarity_few_shot"]["mean"],
-            "temporal_masking_helps_probe": st["probe_few_shot"]["mean"] > sp["probe_few_shot"]["mean"],
+            "temporal_masking_helps_intent": st["intent_similarity_seen"]["mean"] > sp["intent_similarity_seen"]["mean"],
+            "temporal_masking_helps_probe": st["probe_seen"]["mean"] > sp["probe_seen"]["mean"],
             "few_shot_above_zero_shot": st["intent_similarity_few_shot"]["mean"]
             > st["intent_similarity_zero_shot"]["mean"],
-            "pretrained_beats_random": st["intent_similarity_few_shot"]["mean"]
-            > rnd["intent_similarity_few_shot"]["mean"],
+            "pretrained_beats_random": st["intent_similarity_seen"]["mean"] > rnd["intent_similarity_seen"]["mean"],
         }
     print(json.dumps(report, indent=1, default=str))
     return 0
