@@ -11,6 +11,7 @@ and automatic resume of an interrupted `fit`. `slurm` renders/submits an sbatch 
 
 from __future__ import annotations
 
+import atexit
 import sys
 import warnings
 
@@ -24,6 +25,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from datamodules.common import SkippedReport
 from jepa_lightning.checkpointing import AtomicCheckpointIO, last_checkpoint_path
+from jepa_lightning.distributed import close_process_group
 from jepa_lightning.eval.flops import TrainingFLOPs
 from jepa_lightning.launch.requeue import RequeueOnSignal
 
@@ -34,6 +36,8 @@ from jepa_lightning.launch.requeue import RequeueOnSignal
 EXPECTED_WARNINGS = (r".*overridden `on_after_batch_transfer` in `LightningModule`.*",
                      r"Found \d+ module\(s\) in eval mode at the start of training.*",
                      r"You're resuming from a checkpoint that ended before the epoch ended.*")
+
+atexit.register(close_process_group)  # every process that runs a JEPACLI, scripts included
 
 
 def trainer_defaults() -> dict:
@@ -95,20 +99,7 @@ def main(args: list[str] | None = None) -> None:
 
         raise SystemExit(collect_main(argv[1:]))
     JEPACLI(args=args)
-    _close_process_group()
-
-
-def _close_process_group() -> None:
-    """Tear the process group down before the interpreter exits.
-
-    Left to interpreter shutdown, gloo's worker threads are destroyed while still joinable and one rank can abort
-    with "terminate called without an active exception" after a successful run (seen under SLURM on CPU).
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    close_process_group(barrier=True)
 
 
 if __name__ == "__main__":

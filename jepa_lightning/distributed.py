@@ -94,3 +94,19 @@ class FSDP2Strategy(ModelParallelStrategy):
 
 if "fsdp2" not in StrategyRegistry:  # `--trainer.strategy=fsdp2` (registered when the methods are imported)
     StrategyRegistry.register("fsdp2", FSDP2Strategy, description="FSDP2 over all processes (jepa-lightning)")
+
+
+def close_process_group(barrier: bool = False) -> None:
+    """Tear the default process group down (a no-op without one); `barrier` waits for every rank first.
+
+    Left to interpreter shutdown, gloo's worker threads can be destroyed while still joinable, and a rank then
+    aborts with "terminate called without an active exception" after a successful run (seen under SLURM on
+    CPU). The CLI calls this (with a barrier) after a run, and registers it (without: a rank that failed must
+    not wait for the others) to run at exit in every process that imports it, scripts that call
+    `trainer.fit` themselves included."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if barrier:
+            dist.barrier()
+        dist.destroy_process_group()
