@@ -1,6 +1,7 @@
 """Frozen evaluation: online linear probe + kNN + RankMe during training, attentive probe, checkpoint I/O."""
 
 from jepa_lightning.eval.attentive_probe import AttentiveProbe
+from jepa_lightning.eval.bev_map import BEVMeanAP
 from jepa_lightning.eval.checkpoint import export_encoder, load_encoder_weights, read_encoder_state
 from jepa_lightning.eval.equivariance import SeqJEPAEvaluation
 from jepa_lightning.eval.flops import TrainingFLOPs, flop_counter, step_flops
@@ -16,4 +17,5 @@ __all__ = [
     "AttentiveProbe", "export_encoder", "load_encoder_weights", "read_encoder_state", "knn_accuracy",
     "knn_predict", "OnlineProbe", "RankMe", "effective_rank", "TrainingFLOPs", "FrozenHeads", "SeqJEPAEvaluation", "flop_counter", "step_flops",
     "RolloutEvaluation", "ZeroShotRollouts", "IntentSimilarity", "intent_similarity_scores",
+    "BEVMeanAP",
 ]

@@ -1,6 +1,7 @@
 """JEPA variants, one LightningModule per paper; shared machinery in `base`."""
 
 from jepa_lightning.methods.act_jepa import ACTJEPA
+from jepa_lightning.methods.adl_jepa import ADLJEPA
 from jepa_lightning.methods.base import JEPAModule
 from jepa_lightning.methods.dmt_jepa import DMTJEPA, LocalAggregationHead
 from jepa_lightning.methods.ijepa import IJEPA
@@ -15,4 +16,4 @@ from jepa_lightning.methods.vjepa import VJEPA, vjepa_masks
 
 __all__ = ["JEPAModule", "IJEPA", "VJEPA", "vjepa_masks", "SALT", "SALTTeacher", "DeepLinearSSL", "TJEPA", "SeqJEPA", "DMTJEPA",
            "LocalAggregationHead", "ACTJEPA", "TDJEPA",
-           "UIJEPA", "ui_jepa_masks", "IntentDecoder", "IntentPredictionWriter"]
+           "UIJEPA", "ui_jepa_masks", "IntentDecoder", "IntentPredictionWriter", "ADLJEPA"]
