@@ -18,6 +18,7 @@ from .images import (
     ImageFolderDataModule,
     ImageFolderDataset,
 )
+from .lidar import LidarDataModule, generate_lidar_dataset
 from .linear import LinearPairsDataModule
 from .offline_rl import OfflineRLDataModule
 from .scenes import DigitScenesDataModule
@@ -51,6 +52,8 @@ __all__ = [
     "ImageFolderDataset",
     "JEPADataModule",
     "OfflineRLDataModule",
+    "LidarDataModule",
+    "generate_lidar_dataset",
     "UIRecordingsDataModule",
     "generate_ui_recordings",
     "LinearPairsDataModule",
