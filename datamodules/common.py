@@ -25,9 +25,14 @@ Code that iterates a DataLoader outside the Trainer (e.g. a frozen probe) calls
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
+import shutil
+import tempfile
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -361,3 +366,40 @@ class SkippedReport(L.Callback):
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._report(trainer, pl_module, "test")
+
+
+def embedded_root(cache_dir: str | None, kind: str, params: dict[str, Any]) -> tuple[str, str]:
+    """Where an embedded dataset generated from ``params`` lives: ``(cache folder, cache folder/<hash of params>)``.
+    ``cache_dir`` defaults to ``$JEPA_LIGHTNING_CACHE/<kind>``, else ``~/.cache/jepa_lightning/<kind>``."""
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    if cache_dir is None:
+        base = os.environ.get("JEPA_LIGHTNING_CACHE") or os.path.join("~", ".cache", "jepa_lightning")
+        cache_dir = os.path.join(base, kind)
+    cache_dir = os.path.abspath(os.path.expanduser(cache_dir))
+    return cache_dir, os.path.join(cache_dir, key)
+
+
+def generate_once(root: str, params: dict[str, Any], generate: Callable[[str], dict[str, Any]]
+                  ) -> tuple[dict[str, Any], float] | None:
+    """Runs ``generate(folder) -> counts`` into a temporary folder next to ``root``, writes ``params.json``
+    (``params`` + counts) and renames the folder to ``root`` atomically (safe with concurrent processes).
+    Returns ``(counts, seconds)``, or None when another process finished first."""
+    parent = os.path.dirname(root)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.", dir=parent)
+    try:
+        t0 = time.perf_counter()
+        counts = generate(tmp)
+        seconds = time.perf_counter() - t0
+        with open(os.path.join(tmp, "params.json"), "w") as f:
+            json.dump({**params, "counts": counts, "seconds": seconds}, f, indent=1, sort_keys=True)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private
+        try:
+            os.replace(tmp, root)
+        except OSError:
+            if not os.path.isfile(os.path.join(root, "params.json")):
+                raise
+            return None  # another process finished first
+        return counts, seconds
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -41,14 +41,9 @@ inside their box are labelled. Frames are written in the KITTI layout above, wit
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
-import shutil
-import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -58,7 +53,7 @@ import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from . import common
-from .common import JEPADataModule, Skipped, SkipUnreadable
+from .common import JEPADataModule, Skipped, SkipUnreadable, embedded_root, generate_once
 
 log = logging.getLogger(__name__)
 
@@ -843,13 +838,8 @@ class LidarDataModule(JEPADataModule):
                            "seed": gen_seed, "sensor": asdict(self.sensor)}
         self.simulated = root is None
         if root is None:
-            key = hashlib.sha256(json.dumps({**self.generation, "version": _LIDAR_VERSION},
-                                            sort_keys=True).encode()).hexdigest()[:12]
-            if cache_dir is None:
-                env = os.environ.get("JEPA_LIGHTNING_CACHE")
-                cache_dir = os.path.join(env or os.path.join("~", ".cache", "jepa_lightning"), "lidar")
-            self.cache_dir: str | None = os.path.abspath(os.path.expanduser(cache_dir))
-            self.root = os.path.join(self.cache_dir, key)
+            self.cache_dir: str | None
+            self.cache_dir, self.root = embedded_root(cache_dir, "lidar", {**self.generation, "version": _LIDAR_VERSION})
         else:
             self.cache_dir = None
             self.root = os.path.abspath(os.path.expanduser(os.fspath(root)))
@@ -877,31 +867,15 @@ class LidarDataModule(JEPADataModule):
         """Simulates the embedded set unless cached (atomic rename; safe with concurrent processes)."""
         if self.generated:
             return
-        assert self.cache_dir is not None
-        os.makedirs(self.cache_dir, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(self.root)}.", dir=self.cache_dir)
-        try:
-            t0 = time.perf_counter()
-            counts = generate_lidar_dataset(tmp, self.generation["num_train"], self.generation["num_val"],
-                                            self.sensor, self.generation["min_points"], self.generation["seed"],
-                                            self.split_dir)
-            seconds = time.perf_counter() - t0
-            with open(os.path.join(tmp, "params.json"), "w") as f:
-                json.dump({**self.generation, "version": _LIDAR_VERSION, "counts": counts, "seconds": seconds},
-                          f, indent=1, sort_keys=True)
-            os.chmod(tmp, 0o755)
-            try:
-                os.replace(tmp, self.root)
-            except OSError:
-                if not self.generated:
-                    raise
-                return  # another process finished first
+        g = self.generation
+        done = generate_once(self.root, {**g, "version": _LIDAR_VERSION}, lambda folder: generate_lidar_dataset(
+            folder, g["num_train"], g["num_val"], self.sensor, g["min_points"], g["seed"], self.split_dir))
+        if done is not None:
+            counts, seconds = done
             self.generation_seconds, self.generation_counts = seconds, counts
             rank_zero_info(f"LidarDataModule: simulated {counts['train']} + {counts['val']} frames"
                            f" ({counts['points_per_frame']:.0f} points per frame, objects {counts['objects']})"
                            f" into {self.root} in {seconds:.1f}s")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def _dataset(self, split: str, train: bool) -> KittiLidarDataset:
         ids = read_split(self.root, self.splits[split])

@@ -37,13 +37,8 @@ from __future__ import annotations
 
 import csv
 import functools
-import hashlib
-import json
 import os
-import shutil
 import string
-import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -54,7 +49,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from .common import JEPADataModule, SkipUnreadable
+from .common import JEPADataModule, SkipUnreadable, embedded_root, generate_once
 from .video import IMAGENET_MEAN, IMAGENET_STD, ScaleNormalize, _av, read_frames, video_frame_count, write_mp4
 
 SPLITS = ("train", "few_shot", "zero_shot")
@@ -1035,13 +1030,10 @@ class UIRecordingsDataModule(JEPADataModule):
                            "max_frames": max_frames, "width": width, "height": height, "fps": fps,
                            "gen_seed": gen_seed}
         if root is None:
-            key = hashlib.sha256(json.dumps({**self.generation, "version": _UI_VERSION},
-                                            sort_keys=True).encode()).hexdigest()[:12]
-            if cache_dir is None:
-                env = os.environ.get("JEPA_LIGHTNING_CACHE")
-                cache_dir = os.path.join(env or os.path.join("~", ".cache", "jepa_lightning"), "ui_recordings")
-            self.cache_dir: str | None = os.path.join(os.path.abspath(os.path.expanduser(cache_dir)), synthetic)
-            self.root = os.path.join(self.cache_dir, key)
+            self.cache_dir: str | None
+            self.cache_dir, self.root = embedded_root(cache_dir and os.path.join(cache_dir, synthetic),
+                                                      os.path.join("ui_recordings", synthetic),
+                                                      {**self.generation, "version": _UI_VERSION})
         else:
             self.cache_dir = None
             self.root = os.path.abspath(os.path.expanduser(os.fspath(root)))
@@ -1062,26 +1054,12 @@ class UIRecordingsDataModule(JEPADataModule):
         """Generates the synthetic set unless it is cached (atomic; safe with concurrent processes)."""
         if self.generated:
             return
-        assert self.cache_dir is not None
-        os.makedirs(self.cache_dir, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(self.root)}.", dir=self.cache_dir)
-        try:
-            t0 = time.perf_counter()
-            counts = generate_ui_recordings(tmp, **self.generation)
-            with open(os.path.join(tmp, "params.json"), "w") as f:
-                json.dump({**self.generation, "version": _UI_VERSION, "counts": counts}, f, indent=1, sort_keys=True)
-            os.chmod(tmp, 0o755)
-            try:
-                os.replace(tmp, self.root)
-            except OSError:
-                if not self.generated:
-                    raise
-                return  # another process finished first
-            self.generation_seconds = time.perf_counter() - t0
+        done = generate_once(self.root, {**self.generation, "version": _UI_VERSION},
+                             lambda folder: generate_ui_recordings(folder, **self.generation))
+        if done is not None:
+            counts, self.generation_seconds = done
             rank_zero_info(f"UIRecordingsDataModule: wrote {sum(counts.values())} {self.synthetic} recordings"
                            f" {counts} to {self.root} in {self.generation_seconds:.1f}s")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     # ----------------------------------------------------------------------------------------- index
     def _csv(self, split: str) -> str:
