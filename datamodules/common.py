@@ -164,16 +164,23 @@ class SkipUnreadable(Dataset):
     def prepare(self, raw: Any, index: int) -> dict[str, Any]:
         raise NotImplementedError
 
-    def __getitem__(self, index: int) -> dict[str, Any] | Skipped:
+    def read_or_skip(self, index: int) -> Any:
+        """``read(index)``, or a :class:`Skipped` marker when it raises one of ``unreadable_errors`` (logged once
+        per file and process). The marker names the error's own file (``err.path`` / ``err.filename``, e.g. a
+        sample's broken side file) when it has one, else ``sample_path(index)``."""
         try:
-            raw = self.read(index)
+            return self.read(index)
         except self.unreadable_errors as err:
-            skipped = Skipped(self.sample_path(index), f"{type(err).__name__}: {err}")
+            path = getattr(err, "path", None) or getattr(err, "filename", None) or self.sample_path(index)
+            skipped = Skipped(str(path), f"{type(err).__name__}: {err}")
             if skipped.path not in _LOGGED_SKIPS:
                 _LOGGED_SKIPS.add(skipped.path)
                 log.warning("skipping unreadable sample %s (%s)", skipped.path, skipped.reason)
             return skipped
-        return self.prepare(raw, index)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | Skipped:
+        raw = self.read_or_skip(index)
+        return raw if isinstance(raw, Skipped) else self.prepare(raw, index)
 
 
 def collate_skipping(samples: Sequence[Any] | dict[str, Any]) -> Any:

@@ -41,7 +41,6 @@ inside their box are labelled. Frames are written in the KITTI layout above, wit
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import Sequence
@@ -52,10 +51,7 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from . import common
-from .common import JEPADataModule, Skipped, SkipUnreadable, embedded_root, generate_once
-
-log = logging.getLogger(__name__)
+from .common import SKIPPED_KEY, JEPADataModule, Skipped, SkipUnreadable, embedded_root, generate_once
 
 CLASS_NAMES = ("Car", "Pedestrian", "Cyclist")
 _CLASS_INDEX = {name: i for i, name in enumerate(CLASS_NAMES)}
@@ -727,15 +723,9 @@ class KittiLidarDataset(SkipUnreadable):
 
     def _load(self, key: int | tuple[int, int]) -> dict[str, Any] | Skipped:
         index, seed = key if isinstance(key, tuple) else (key, None)
-        try:
-            raw = self.read(index)
-        except self.unreadable_errors as err:
-            path = getattr(err, "path", None) or getattr(err, "filename", None) or self.sample_path(index)
-            skipped = Skipped(str(path), f"{type(err).__name__}: {err}")
-            if skipped.path not in common._LOGGED_SKIPS:
-                common._LOGGED_SKIPS.add(skipped.path)
-                log.warning("skipping unreadable sample %s (%s)", skipped.path, skipped.reason)
-            return skipped
+        raw = self.read_or_skip(index)
+        if isinstance(raw, Skipped):
+            return raw
         generator = None
         if self.augment:
             if seed is None:  # no per-sample seed: one from the global torch RNG
@@ -755,7 +745,7 @@ class KittiLidarDataset(SkipUnreadable):
         good = [s for s in loaded if not isinstance(s, Skipped)]
         batch = collate_lidar(good, self.point_cloud_range, self.voxel_size) if good else {}
         if skipped:
-            batch[common.SKIPPED_KEY] = skipped
+            batch[SKIPPED_KEY] = skipped
         return batch
 
 

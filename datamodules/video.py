@@ -36,13 +36,8 @@ once as real h264 mp4 files into a cache folder and read back through the same P
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import math
 import os
-import shutil
-import tempfile
-import time
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any, Literal
@@ -54,7 +49,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from .common import JEPADataModule, SkipUnreadable, list_class_folders
+from .common import JEPADataModule, SkipUnreadable, embedded_root, generate_once, list_class_folders
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -777,8 +772,8 @@ def write_mp4(path: str, frames: np.ndarray, fps: int, options: dict[str, str] |
 
 def generate_moving_digits(folder: str, num_train: int, num_val: int, video_frames: int, canvas: int,
                            digit_size: int, fps: int, gen_seed: int) -> None:
-    """Writes ``train/*.mp4``, ``val/*.mp4``, ``train.csv``, ``val.csv`` (``path,digit,motion``) and
-    ``params.json`` into the (new, empty) ``folder``.
+    """Writes ``train/*.mp4``, ``val/*.mp4``, ``train.csv`` and ``val.csv`` (``path,digit,motion``) into the
+    (new, empty) ``folder`` (:func:`~datamodules.common.generate_once` adds ``params.json``).
 
     Digit images come from a fixed stratified 80/20 split of scikit-learn's 1797 digits (the split of
     ``DigitsDataModule``): val videos show digit images no train video shows. Digit classes and motion
@@ -890,14 +885,7 @@ class MovingDigitsDataModule(VideoDataModule):
         self.generation = {"num_train": num_train, "num_val": num_val, "video_frames": video_frames,
                            "canvas": canvas, "digit_size": digit_size, "fps": fps, "gen_seed": gen_seed,
                            "version": _MOVING_DIGITS_VERSION}
-        key = hashlib.sha256(json.dumps(self.generation, sort_keys=True).encode()).hexdigest()[:12]
-        if cache_dir is None:
-            env = os.environ.get("JEPA_LIGHTNING_CACHE")
-            base = os.path.join(env, "moving_digits") if env else os.path.join("~", ".cache", "jepa_lightning",
-                                                                                 "moving_digits")
-            cache_dir = base
-        self.cache_dir = os.path.abspath(os.path.expanduser(os.fspath(cache_dir)))
-        self.data_dir = os.path.join(self.cache_dir, key)
+        self.cache_dir, self.data_dir = embedded_root(cache_dir, "moving_digits", self.generation)
         super().__init__(
             train=os.path.join(self.data_dir, "train.csv"), val=os.path.join(self.data_dir, "val.csv"),
             test=os.path.join(self.data_dir, "val.csv"), label=label, frames_per_clip=frames_per_clip,
@@ -921,26 +909,18 @@ class MovingDigitsDataModule(VideoDataModule):
         """Generates the videos unless ``data_dir`` already holds them (atomic; safe with concurrent processes)."""
         if self.generated:
             return
-        os.makedirs(self.cache_dir, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(self.data_dir)}.", dir=self.cache_dir)
-        try:
-            t0 = time.perf_counter()
-            generate_moving_digits(tmp, **{k: v for k, v in self.generation.items() if k != "version"})
-            with open(os.path.join(tmp, "params.json"), "w") as f:
-                json.dump(self.generation, f, indent=1, sort_keys=True)
-            os.chmod(tmp, 0o755)  # mkdtemp makes it private
-            try:
-                os.replace(tmp, self.data_dir)
-            except OSError:
-                if not self.generated:  # not a lost race: a real error
-                    raise
-                return  # another process finished first: use theirs
-            self.generation_seconds = time.perf_counter() - t0
+        params = {k: v for k, v in self.generation.items() if k != "version"}
+
+        def generate(folder: str) -> dict[str, int]:
+            generate_moving_digits(folder, **params)
+            return {"train": params["num_train"], "val": params["num_val"]}
+
+        done = generate_once(self.data_dir, self.generation, generate)
+        if done is not None:  # None: another process finished first, use theirs
+            self.generation_seconds = done[1]
             rank_zero_info(f"MovingDigitsDataModule: wrote {self.generation['num_train']}+"
                            f"{self.generation['num_val']} videos to {self.data_dir}"
                            f" in {self.generation_seconds:.1f}s")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def setup(self, stage: str | None = None) -> None:
         if not self.generated:
