@@ -30,7 +30,7 @@ def test_every_recipe_parses_and_builds_on_meta(recipe, tmp_path, monkeypatch):
     text = recipe.read_text()
     if "ImageFolderDataModule" in text or "source: folder" in text:
         args.append(f"--data.init_args.root={tmp_path / 'data'}")
-    if "AttentiveProbe" in text or "IntentDecoder" in text:  # its encoder checkpoint comes from another run
+    if any(m in text for m in ("AttentiveProbe", "IntentDecoder", "BEVDetector")):  # encoder from another run
         args.append("--model.init_args.checkpoint=null")
     if "methods.SALT\n" in text:  # so does a SALT student's teacher
         args.append("--model.init_args.teacher_checkpoint=null")
@@ -54,7 +54,8 @@ def test_every_recipe_parses_and_builds_on_meta(recipe, tmp_path, monkeypatch):
                           observation=np.zeros((5, encoder["in_dim"])),
                           action=np.zeros((4, config["model"]["init_args"]["action_dim"])))
         args.append("--data.init_args.batch_size=2")
-    if "UIRecordingsDataModule" in text and "root: " in text:  # a stand-in release folder
+    if ("UIRecordingsDataModule" in text or "LidarDataModule" in text) and "root: " in text \
+            and "root: null" not in text:  # a stand-in dataset folder
         (tmp_path / yaml.safe_load(text)["data"]["init_args"]["root"]).mkdir(parents=True, exist_ok=True)
     if "IntentDecoder" in text and "lm: null" not in text:  # a downloaded LM (tests/test_ui_decoder.py stands one in)
         args.append("--model.init_args.lm=null")
