@@ -1,7 +1,7 @@
 """AD-L-JEPA's claims at small scale, on the embedded simulated LiDAR (LidarDataModule defaults: 200 + 50 ray-cast
 street scenes, range [0, -20, -2, 40, 20, 1], voxels 0.25 x 0.25 x 0.5 -> a 160 x 160 BEV grid, 6 height slices).
 
-    python benchmarks/fidelity/adl_jepa.py [--seeds 0 1 --claims 1,2,3,4 --pretrain-steps 300 --detect-steps 300]
+    python benchmarks/fidelity/adl_jepa.py [--seeds 0 1 --claims 1,2,3,4 --pretrain-steps 1000 --detect-steps 300]
 
 Same encoder everywhere: BEVEncoder(8 -> 64, widths 32/64/64, stride 8), AD-L-JEPA with BEVPredictor(64), mask
 ratio 0.5, EMA (0.996, 1), AdamW lr 1e-3 warm-up + cosine, batch 8, gradient clip 10. Per seed:
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--claims", type=lambda s: [int(c) for c in s.replace(",", " ").split()], default=[1, 2, 3, 4],
                    help="e.g. '1,2,3,4' or '4'")
-    p.add_argument("--pretrain-steps", type=int, default=300, help="AD-L-JEPA steps per run (claims 1-3)")
+    p.add_argument("--pretrain-steps", type=int, default=1000, help="AD-L-JEPA steps per run (claims 1-3)")
     p.add_argument("--curve-every", type=int, default=50)
     p.add_argument("--detect-steps", type=int, default=300, help="BEVDetector fine-tuning steps, every run")
     p.add_argument("--detect-lr", type=float, default=3e-3,
