@@ -54,7 +54,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from common import summary
+from common import cached, summary
 from safetensors.torch import save_file
 
 from datamodules.lidar import LidarDataModule
@@ -71,15 +71,6 @@ LARGE = {"point_cloud_range": (0.0, -25.6, -3.0, 51.2, 25.6, 1.0), "voxel_size":
 
 def log(*args: Any) -> None:
     print(*args, file=sys.stderr, flush=True)
-
-
-def cached(path: Path, fresh: bool, compute, *args, **kwargs) -> dict:
-    """A run's result, computed once and kept as JSON in --out (reruns skip it; --fresh recomputes)."""
-    if path.is_file() and not fresh:
-        return json.loads(path.read_text())
-    result = compute(*args, **kwargs)
-    path.write_text(json.dumps(result, default=str))
-    return result
 
 
 # ----------------------------------------------------------------------------------------------- models
@@ -356,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, Any] = {}
 
     def pretrained(beta: float, seed: int, fresh: bool) -> dict:
-        return cached(out / f"pretrain_beta{beta:g}_n{args.pretrain_steps}_s{seed}.json", fresh, pretrain, beta, seed,
-                      args.pretrain_steps, args.curve_every, out)
+        return cached(out / f"pretrain_beta{beta:g}_n{args.pretrain_steps}_s{seed}.json", pretrain, beta, seed,
+                      args.pretrain_steps, args.curve_every, out, fresh=fresh)
 
     if any(c in args.claims for c in (1, 2, 3)):
         for seed in args.seeds:
@@ -385,8 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             info = runs["pretrain"][f"beta1_s{seed}"]
             # the full model (predictor, tokens) is needed: it is saved alongside the teacher
-            r = cached(out / f"claim3_n{args.pretrain_steps}_s{seed}.json", args.fresh, claim3, seed,
-                       {"model": info["teacher"].replace("teacher_", "model_")})
+            r = cached(out / f"claim3_n{args.pretrain_steps}_s{seed}.json", claim3, seed,
+                       {"model": info["teacher"].replace("teacher_", "model_")}, fresh=args.fresh)
             per.append(r)
             log(f"claim 3 seed={seed}: {r}")
         res = {k: {m: summary([r[k][m] for r in per]) for m in per[0][k]} for k in ("pretrained", "random")}
@@ -410,8 +401,8 @@ def main(argv: list[str] | None = None) -> int:
                         name = f"detect_{init}_f{frac:g}_n{args.detect_steps}_lr{args.detect_lr:g}"
                         if init == "pretrained":
                             name += f"_pre{args.pretrain_steps}"
-                        r = cached(out / f"{name}_s{seed}.json", args.fresh, detect_run, seed, frac, init,
-                                   args.detect_steps, args.detect_lr, teacher)
+                        r = cached(out / f"{name}_s{seed}.json", detect_run, seed, frac, init, args.detect_steps,
+                                   args.detect_lr, teacher, fresh=args.fresh)
                         log(f"detect {init} fraction={frac:g} seed={seed}: map {r['map']} ({r['seconds']}s, "
                             f"{r['train_frames']} frames)")
                         maps.append(r["map"])
@@ -428,8 +419,8 @@ def main(argv: list[str] | None = None) -> int:
             entry = res[grid_name] = {"point_cloud_range": grid["point_cloud_range"],
                                       "voxel_size": grid["voxel_size"], "batch": grid["batch"]}
             for method in ("adl_jepa", "occupancy_mae"):
-                entry[method] = cached(out / f"cost_{method}_{grid_name}.json", args.fresh, claim4_run, method,
-                                       grid_name, grid, args.time_steps, out)
+                entry[method] = cached(out / f"cost_{method}_{grid_name}.json", claim4_run, method, grid_name,
+                                       grid, args.time_steps, out, fresh=args.fresh)
                 log(f"cost {method} {grid_name}: {entry[method]}")
             a, o = entry["adl_jepa"], entry["occupancy_mae"]
             entry["time_ratio"] = round(o["ms_per_step"] / a["ms_per_step"], 3)

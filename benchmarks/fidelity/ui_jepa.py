@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import summary
+from common import cached, summary
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -201,15 +201,6 @@ def intent_decoder(encoder_path: str, seed: int, epochs: int, sets: dict, latenc
                     model.generate(batch["video"])
                     times.append(time.perf_counter() - t0)
             result["latency_ms_per_recording"] = round(1000 * statistics.median(times[1:]), 1)
-    return result
-
-
-def cached(path: Path, compute, *args, **kwargs) -> dict:
-    """A stage's result, computed once per (variant, seed) and kept in --out (reruns resume; delete to redo)."""
-    if path.is_file():
-        return json.loads(path.read_text())
-    result = compute(*args, **kwargs)
-    path.write_text(json.dumps(result, default=str))
     return result
 
 
