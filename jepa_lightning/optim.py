@@ -81,6 +81,15 @@ class WarmupCosineSchedule(torch.optim.lr_scheduler.LRScheduler):
             g["weight_decay"] = wd * g.get("wd_scale", 1.0)
 
 
+def run_steps(trainer, owner: str) -> int:
+    """The optimizer steps of the whole run (`trainer.estimated_stepping_batches`, at least 1), which step-based
+    schedules span; a run without an end (no max_epochs / max_steps) is an error naming `owner`."""
+    total = trainer.estimated_stepping_batches
+    if not math.isfinite(total):
+        raise ValueError(f"{owner}'s schedule needs a finite run: set max_epochs or max_steps")
+    return max(int(total), 1)
+
+
 def adamw_warmup_cosine(trainer, modules: nn.Module | Iterable[nn.Module], *, owner: str, lr: float,
                         start_lr: float, final_lr: float, warmup: float, weight_decay: float,
                         final_weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
@@ -89,10 +98,7 @@ def adamw_warmup_cosine(trainer, modules: nn.Module | Iterable[nn.Module], *, ow
     `param_groups(modules, weight_decay)` and a `WarmupCosineSchedule` stepped per optimizer step over the whole
     run (`trainer.estimated_stepping_batches`; `warmup` is a fraction of it). `owner` names the module in the
     error a run without an end (no max_epochs / max_steps) gets."""
-    total = trainer.estimated_stepping_batches
-    if not math.isfinite(total):
-        raise ValueError(f"{owner}'s schedule needs a finite run: set max_epochs or max_steps")
-    total = max(int(total), 1)
+    total = run_steps(trainer, owner)
     optimizer = torch.optim.AdamW(param_groups(modules, weight_decay), lr=lr, betas=tuple(betas), fused=fused)
     scheduler = WarmupCosineSchedule(optimizer, total, int(warmup * total), start_lr, lr, final_lr, weight_decay,
                                      final_weight_decay)

@@ -36,7 +36,7 @@ from jepa_lightning.nn.center_head import (
     gather_regression,
     regression_loss,
 )
-from jepa_lightning.optim import param_groups
+from jepa_lightning.optim import param_groups, run_steps
 
 __all__ = ["BEVDetector"]
 
@@ -242,14 +242,12 @@ class BEVDetector(L.LightningModule):
     # ------------------------------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            raise ValueError("BEVDetector's one-cycle schedule needs a finite run: set max_epochs or max_steps")
+        total = run_steps(self.trainer, "BEVDetector")
         modules = [self.head] if hp.freeze_encoder else [self.encoder, self.head]
         optimizer = torch.optim.AdamW(param_groups(modules, hp.weight_decay), lr=hp.lr,
                                       betas=(float(hp.moms[0]), 0.999))
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=hp.lr, total_steps=max(int(total), 1), pct_start=hp.pct_start,
+            optimizer, max_lr=hp.lr, total_steps=total, pct_start=hp.pct_start,
             div_factor=hp.div_factor, final_div_factor=hp.final_div_factor, anneal_strategy="cos",
             cycle_momentum=True, base_momentum=float(hp.moms[1]), max_momentum=float(hp.moms[0]))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
