@@ -2,6 +2,9 @@
 
 - Invariance: a linear classifier on the aggregate representation of a sequence of ``seq_len`` views
   (:func:`linear_accuracy`).
+- Per-view encoder features, next to the aggregate (``encoder_views=True``): a linear classifier on the encoder
+  output of a single view and on the mean of the encoder outputs of L views. They separate what the encoder
+  learns from what the aggregator keeps of it.
 - Equivariance: an MLP regressing the relative transformation between two views (the action difference
   ``rel_actions[:, 0]``, view 1 -> view 2) from the pair of their encoder outputs ``[z_1; z_2]``, scored by
   the coefficient of determination R^2 on held-out sequences (:func:`regression_r2`, torchmetrics'
@@ -29,10 +32,12 @@ from jepa_lightning.eval.frozen_heads import fit_linear
 
 @torch.no_grad()
 def collect(model: nn.Module, loader: Iterable[Any], seq_lens: Sequence[int] = (1,), datamodule: Any = None,
-            device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+            device: torch.device | str | None = None, encoder_views: bool = False) -> dict[str, torch.Tensor]:
     """One pass over ``loader``: ``agg_<L>`` (the aggregate of the first L views, for each L in ``seq_lens``),
     ``pair`` ``[N, 2D]`` (encoder outputs of views 1 and 2), ``rel`` ``[N, A]`` (their relative action) and
-    ``label``. ``datamodule.on_before_batch_transfer`` drops unreadable samples when given."""
+    ``label``; with ``encoder_views`` also ``view_mean_<L>`` ``[N, D]``, the mean of the encoder outputs of the
+    first L views (``view_mean_1``: view 1 alone). ``datamodule.on_before_batch_transfer`` drops unreadable
+    samples when given."""
     was_training = model.training
     model.eval()
     device = device or next(model.parameters()).device
@@ -46,10 +51,12 @@ def collect(model: nn.Module, loader: Iterable[Any], seq_lens: Sequence[int] = (
         if views.shape[1] < max(2, *seq_lens):
             raise ValueError(f"equivariance evaluation needs sequences of at least {max(2, *seq_lens)} views, got "
                              f"{views.shape[1]}; raise the DataModule's val_seq_len")
-        z = model.view_features(views[:, :2])
-        got = {"pair": z.flatten(1), "rel": rel[:, 0], "label": batch["label"].to(device)}
+        z = model.view_features(views[:, :max(2, *seq_lens)] if encoder_views else views[:, :2])
+        got = {"pair": z[:, :2].flatten(1), "rel": rel[:, 0], "label": batch["label"].to(device)}
         for n in seq_lens:
             got[f"agg_{n}"] = model.aggregate_views(views, rel, n)
+            if encoder_views:
+                got[f"view_mean_{n}"] = z[:, :n].mean(1)
         for k, v in got.items():
             out.setdefault(k, []).append(v.float().cpu() if k != "label" else v.cpu())
     model.train(was_training)
@@ -106,12 +113,17 @@ def regression_r2(xtr: torch.Tensor, ytr: torch.Tensor, xva: torch.Tensor, yva: 
 
 def evaluate(model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[Any],
              seq_lens: Sequence[int] = (1,), datamodule: Any = None, regression_steps: int = 1500,
-             seed: int = 0) -> dict[str, float]:
-    """``agg_linear_acc_<L>`` for each L in ``seq_lens`` and ``equivariance_r2``."""
-    tr = collect(model, train_loader, seq_lens, datamodule)
-    va = collect(model, val_loader, seq_lens, datamodule)
+             seed: int = 0, encoder_views: bool = False) -> dict[str, float]:
+    """``agg_linear_acc_<L>`` for each L in ``seq_lens`` and ``equivariance_r2``; with ``encoder_views`` also
+    ``encoder_linear_acc_<L>``, the linear accuracy on the mean of the encoder outputs of the first L views
+    (L = 1: a single view's encoder output)."""
+    tr = collect(model, train_loader, seq_lens, datamodule, encoder_views=encoder_views)
+    va = collect(model, val_loader, seq_lens, datamodule, encoder_views=encoder_views)
     out = {f"agg_linear_acc_{n}": linear_accuracy(tr[f"agg_{n}"], tr["label"], va[f"agg_{n}"], va["label"])
            for n in seq_lens}
+    if encoder_views:
+        out |= {f"encoder_linear_acc_{n}": linear_accuracy(tr[f"view_mean_{n}"], tr["label"], va[f"view_mean_{n}"],
+                                                           va["label"]) for n in seq_lens}
     out["equivariance_r2"] = regression_r2(tr["pair"], tr["rel"], va["pair"], va["rel"], steps=regression_steps,
                                            seed=seed)
     return out
