@@ -1,6 +1,10 @@
 """SALT's claims at small scale, on the embedded moving-digits videos (real h264 files read with PyAV).
 
-    python benchmarks/fidelity/salt.py [--seeds 0 1 2 --teacher-steps 120 --student-steps 600]
+    python benchmarks/fidelity/salt.py [--seeds 0 1 2 --teacher-steps 200 --student-steps 800]
+    python benchmarks/fidelity/salt.py --canvas 32 --patch-size 8 --digit-size 14     # the first, coarser setting
+
+Each seed's result is cached as JSON under --out (runs/bench_salt, named by the settings): seeds can run in
+parallel processes (`--seeds 0` and `--seeds 1`), and a rerun with `--seeds 0 1` merges them (`--fresh` redoes).
 
 Per seed, with the tiny recipes (`recipes/vjepa/tiny.yaml`, `recipes/salt/{teacher,student}_tiny.yaml`):
 - SALT teachers (stage 1, pixel reconstruction under V-JEPA masks): `strong` (teacher-steps, the student's
@@ -34,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import summary
+from common import cached, summary
 from torch import nn
 
 from datamodules import MovingDigitsDataModule
@@ -46,6 +50,21 @@ ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "recipes"
 LABELS = {"digit": 10, "motion": 8}
 DATA: dict = {}  # MovingDigitsDataModule arguments for every run and probe (--cache-dir, --num-train, --num-val)
+GEOMETRY: dict = {}  # canvas and patch size of every run (--canvas, --patch-size; default: the recipes')
+
+
+def geometry_overrides(recipe: str) -> list[str]:
+    """Size a recipe's encoder(s), predictor grid and (stage 1) pixel decoder to GEOMETRY's canvas and patch."""
+    if not GEOMETRY:
+        return []
+    canvas, patch = GEOMETRY["canvas"], GEOMETRY["patch"]
+    parts = ("encoder", "teacher") if recipe.startswith("salt/student") else ("encoder",)
+    out = [f"--model.init_args.{part}.init_args.{k}" for part in parts
+           for k in (f"img_size={canvas}", f"patch_size={patch}")]
+    out.append(f"--model.init_args.predictor.init_args.grid_size=[4,{canvas // patch},{canvas // patch}]")
+    if recipe.startswith("salt/teacher"):      # the decoder predicts one tubelet's pixels: 2 x patch^2 x RGB
+        out.append(f"--model.init_args.predictor.init_args.out_dim={2 * patch * patch * 3}")
+    return out
 
 
 def cli(recipe: str, workdir: Path, seed: int, steps: int, *overrides: str) -> JEPACLI:
@@ -55,7 +74,7 @@ def cli(recipe: str, workdir: Path, seed: int, steps: int, *overrides: str) -> J
         "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false", f"--trainer.logger.init_args.save_dir={workdir / 'runs'}",
         f"--checkpoint.dirpath={workdir / 'ckpt'}", *[f"--data.init_args.{k}={v}" for k, v in DATA.items()],
-        *overrides])
+        *geometry_overrides(recipe), *overrides])
 
 
 def train(run: JEPACLI) -> dict:
@@ -139,7 +158,12 @@ def evaluate(encoder: nn.Module, seed: int, epochs: int) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------------ one seed
-def run_seed(seed: int, args: argparse.Namespace, workdir: Path) -> dict:
+def run_seed(seed: int, args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        return train_and_probe(seed, args, Path(tmp))
+
+
+def train_and_probe(seed: int, args: argparse.Namespace, workdir: Path) -> dict:
     ts, ss = args.teacher_steps, args.student_steps
     narrow = [f"--model.init_args.{part}.init_args.{k}" for part in ("encoder", "predictor") for k in ("embed_dim=48",)]
     teachers = {"strong": ("salt/teacher_tiny.yaml", ts, []), "short": ("salt/teacher_tiny.yaml", ts // 4, []),
@@ -181,22 +205,36 @@ def run_seed(seed: int, args: argparse.Namespace, workdir: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--teacher-steps", type=int, default=120)
-    ap.add_argument("--student-steps", type=int, default=600)
-    ap.add_argument("--probe-epochs", type=int, default=40)
+    ap.add_argument("--teacher-steps", type=int, default=200)
+    ap.add_argument("--student-steps", type=int, default=800)
+    ap.add_argument("--probe-epochs", type=int, default=30)
     ap.add_argument("--tolerance", type=float, default=3.0, help="claim 2: points between students")
     ap.add_argument("--cache-dir", default=None, help="moving-digits cache (default: the DataModule's)")
     ap.add_argument("--num-train", type=int, default=None, help="moving-digits training videos (default 1000)")
     ap.add_argument("--num-val", type=int, default=None, help="moving-digits validation videos (default 300)")
+    ap.add_argument("--canvas", type=int, default=None, help="video side in pixels (default: the recipes' 32)")
+    ap.add_argument("--digit-size", type=int, default=None, help="digit side in pixels (default: the DataModule's)")
+    ap.add_argument("--patch-size", type=int, default=None, help="encoder patch size (default: the recipes' 4)")
+    ap.add_argument("--out", default=None, help="per-seed results are cached here (default runs/bench_salt)")
+    ap.add_argument("--fresh", action="store_true", help="recompute the chosen seeds instead of reusing them")
     args = ap.parse_args()
     DATA.update({k: v for k, v in (("cache_dir", args.cache_dir), ("num_train", args.num_train),
-                                   ("num_val", args.num_val)) if v is not None})
+                                   ("num_val", args.num_val), ("digit_size", args.digit_size)) if v is not None})
+    if args.canvas is not None or args.patch_size is not None:
+        GEOMETRY.update(canvas=args.canvas or 32, patch=args.patch_size or 4)
+        if GEOMETRY["canvas"] % GEOMETRY["patch"]:
+            ap.error(f"--canvas {GEOMETRY['canvas']} is not a multiple of --patch-size {GEOMETRY['patch']}")
+        DATA.update(canvas=GEOMETRY["canvas"], crop_size=GEOMETRY["canvas"])
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        seeds = []
-        for s in args.seeds:  # each seed's results also go to stderr as soon as they exist (long runs)
-            seeds.append(run_seed(s, args, Path(tmp) / f"seed{s}"))
-            print(f"seed {s}: " + json.dumps(seeds[-1]), file=sys.stderr, flush=True)
+    out_dir = Path(args.out or ROOT / "runs" / "bench_salt")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    setting = "_".join(f"{k}{v}" for k, v in (
+        ("t", args.teacher_steps), ("s", args.student_steps), ("p", args.probe_epochs), ("c", args.canvas),
+        ("d", args.digit_size), ("k", args.patch_size), ("n", args.num_train), ("v", args.num_val)) if v is not None)
+    seeds = []
+    for s in args.seeds:  # one cached JSON per seed: seeds can run in parallel processes, a rerun merges them
+        seeds.append(cached(out_dir / f"{setting}_seed{s}.json", run_seed, s, args, fresh=args.fresh))
+        print(f"seed {s}: " + json.dumps(seeds[-1]), file=sys.stderr, flush=True)
     encoders = list(seeds[0]["probe"])
     acc = {label: {e: summary([100 * s["probe"][e][label] for s in seeds]) for e in encoders} for label in LABELS}
 
