@@ -58,8 +58,8 @@ def test_video_loader_smoke():
 def test_salt_fidelity_smoke(tmp_path):
     out = run_script("benchmarks/fidelity/salt.py", "--seeds", "0", "--teacher-steps", "4", "--student-steps", "4",
                      "--probe-epochs", "1", "--num-train", "32", "--num-val", "8", "--cache-dir", str(tmp_path),
-                     "--out", str(tmp_path / "out"))
-    assert (tmp_path / "out" / "t4_s4_p1_n32_v8_seed0.json").is_file()     # the seed's cached result
+                     "--out", str(tmp_path / "out"), "--patch-size", "8", "--digit-size", "14")  # 4x4x4 tokens: fast
+    assert (tmp_path / "out" / "t4_s4_p1_d14_k8_n32_v8_seed0.json").is_file()     # the seed's cached result
     (seed,) = out["seeds"]
     assert {"teacher_strong", "student_strong", "teacher_short", "student_short", "teacher_narrow",
             "student_narrow", "vjepa"} <= set(seed["runs"])
