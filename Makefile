@@ -23,8 +23,11 @@ demo: install  ## the main job on embedded data: I-JEPA on digits, then the froz
 	$(VENV)/bin/jepa-lightning validate --config recipes/ijepa/tiny.yaml \
 		--ckpt_path runs/ijepa_tiny/checkpoints/last.ckpt
 
+# Two pytest workers (pytest-xdist), one test file each at a time: most of the suite's time is single-threaded
+# (subprocess start-up, tiny models), so this runs it in ~2/3 of the serial time on 2 cores. TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -98,32 +98,58 @@ cli.trainer.fit(cli.model, datamodule=cli.datamodule)
 '''
 
 
+def _kill_test_run(*args: str, procs: int):
+    """The CLI (or a script) as a subprocess; DDP ranks get one thread each."""
+    import subprocess
+
+    from conftest import ROOT
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if procs > 1 else None
+    return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+
+
+def _kill_test_args(procs: int) -> list[str]:
+    common = ["--trainer.max_epochs=3", "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=1",
+              "--checkpoint.every_n_train_steps=1"]
+    return common + (["--trainer.strategy=ddp", f"--trainer.devices={procs}"] if procs > 1 else [])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The uninterrupted run's final checkpoint for 1 and 2 processes, made once for every kill case."""
+    from conftest import BIN, tiny_args
+
+    done: dict[int, dict] = {}
+
+    def reference(procs: int) -> dict:
+        if procs not in done:
+            out = tmp_path_factory.mktemp(f"uninterrupted{procs}")
+            full = _kill_test_run(str(BIN / "jepa-lightning"), *tiny_args(out, *_kill_test_args(procs)), procs=procs)
+            assert full.returncode == 0, full.stderr[-2000:]
+            done[procs] = torch.load(out / "ckpt" / "last.ckpt", weights_only=True)
+        return done[procs]
+
+    return reference
+
+
 @pytest.mark.parametrize("where,procs,how", [("epoch_end", 1, "kill"), ("random", 1, "kill"), ("random", 1, "save"),
                                             ("random", 2, "kill"), ("random", 2, "usr1")])
-def test_kill_9_at_a_random_step_then_rerun_resumes_to_identical_weights(tmp_path, where, procs, how):
+def test_kill_9_at_a_random_step_then_rerun_resumes_to_identical_weights(tmp_path, uninterrupted, where, procs, how):
     """Single process, and 2-process DDP (every rank killed): the rerun resumes mid-epoch exactly. `usr1`: a
     preemption warning (SIGUSR1) reaching rank 0 only stops both ranks at the same step after saving. `save`:
     killed while writing a checkpoint, the previous `last.ckpt` is intact (checkpoints are published atomically)."""
-    import os
     import random
-    import subprocess
     import sys
 
-    from conftest import BIN, ROOT, tiny_args
+    from conftest import BIN, tiny_args
 
-    common = ["--trainer.max_epochs=3", "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=1",
-              "--checkpoint.every_n_train_steps=1"]
-    if procs > 1:
-        common += ["--trainer.strategy=ddp", f"--trainer.devices={procs}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"} if procs > 1 else None
+    common = _kill_test_args(procs)
     kill_step = 4 if where == "epoch_end" else random.choice([s for s in range(2, 12) if s % 4])  # mid-epoch
 
     def run(*cmd):
-        return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+        return _kill_test_run(*cmd, procs=procs)
 
     exe = str(BIN / "jepa-lightning")
-    full = run(exe, *tiny_args(tmp_path / "a", *common))
-    assert full.returncode == 0, full.stderr[-2000:]
     script = tmp_path / "kill.py"
     script.write_text(KILL_SCRIPT)
     killed = run(sys.executable, str(script), str(kill_step), how, *tiny_args(tmp_path / "b", *common)[1:])
@@ -142,7 +168,7 @@ def test_kill_9_at_a_random_step_then_rerun_resumes_to_identical_weights(tmp_pat
     again = run(exe, *tiny_args(tmp_path / "b", *common))
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Resuming from" in again.stderr + again.stdout
-    a = torch.load(tmp_path / "a" / "ckpt" / "last.ckpt", weights_only=True)
+    a = uninterrupted(procs)
     b = torch.load(tmp_path / "b" / "ckpt" / "last.ckpt", weights_only=True)
     assert a["global_step"] == b["global_step"] == 12
     for k in a["state_dict"]:
