@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib
 import os
-import shutil
-import tempfile
+
+from datamodules.common import generate_once
 
 # name -> (generator "module:function", version; bump the version when the generator's output changes)
 EMBEDDED: dict[str, tuple[str, int]] = {
@@ -34,15 +34,10 @@ def embedded_dataset(name: str) -> str:
         return folder
     module, function = target.split(":")
     generate = getattr(importlib.import_module(module), function)
-    os.makedirs(os.path.dirname(folder), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{name}-", dir=os.path.dirname(folder))
-    try:
+
+    def write(tmp: str) -> dict:
         generate(tmp)
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process finished first
-            if not os.path.isdir(folder):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return {}
+
+    generate_once(folder, {"dataset": name, "version": version}, write)  # None: another process finished first
     return folder
