@@ -248,6 +248,25 @@ def test_online_probe_falls_back_to_encode_and_names_a_missing_label_key():
                                                                            batch, 0)
 
 
+class _SomeBatchesUnreadable(_BlobMethod):
+    """Every third training batch arrives as None, as a batch whose every file was unreadable does."""
+
+    def on_before_batch_transfer(self, batch, dataloader_idx):
+        if self.trainer.training and self.trainer.fit_loop.epoch_loop.batch_progress.total.ready % 3 == 1:
+            return None
+        return batch
+
+
+def test_online_probe_skips_batches_with_no_readable_sample():
+    train, val = _blob_loaders()
+    probe = OnlineProbe(num_classes=4, lr=1e-2, knn_bank_size=64)
+    trainer = _trainer(max_epochs=2, num_sanity_val_steps=0, callbacks=[probe])
+    trainer.fit(_SomeBatchesUnreadable(), train, val)  # Lightning skips the step, the probe must too
+    batches = 2 * len(train)
+    assert trainer.global_step == batches - len(range(1, batches, 3))
+    assert trainer.callback_metrics["val/probe_acc"].item() > 0.5
+
+
 def test_online_probe_averages_head_gradients_and_statistics_across_processes(monkeypatch):
     """Two emulated processes: every process adds its (gradients, running stats) to one flat all-reduce."""
     import jepa_lightning.eval.online_probe as online_probe
@@ -405,3 +424,7 @@ def test_attentive_probe_averages_logits_over_views():
     torch.testing.assert_close(logged["val/loss"], expected, atol=1e-5, rtol=1e-5)
     with pytest.raises(KeyError, match=r"'label'.*\['image'\]"):
         probe.view_logits({"image": a})
+    logged.clear()
+    probe.validation_step(None, 0)  # every file of the batch unreadable: Lightning's eval loops pass None on
+    probe.test_step(None, 0)
+    assert logged == {} and probe.val_acc.update_count == 1

@@ -110,7 +110,9 @@ class AttentiveProbe(L.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=b)
         return loss
 
-    def _eval_step(self, batch: dict[str, Any], stage: str, metric: MulticlassAccuracy) -> None:
+    def _eval_step(self, batch: dict[str, Any] | None, stage: str, metric: MulticlassAccuracy) -> None:
+        if batch is None:  # every sample unreadable (the DataModule reported them)
+            return
         logits, labels = self.view_logits(batch)
         logits = logits.mean(0)
         b = labels.size(0)

@@ -133,6 +133,8 @@ class OnlineProbe(L.Callback):
     # ---------------------------------------------------------------- training
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        if batch is None:  # no readable sample (the DataModule reported them): Lightning skipped the step
+            return
         labels = self._labels(batch)
         features = outputs.get("features") if isinstance(outputs, dict) else None
         if features is None:

@@ -206,7 +206,9 @@ class BEVDetector(L.LightningModule):
     def _targets(batch: Mapping[str, Any]) -> list[dict[str, torch.Tensor]]:
         return [{"centers": boxes[:, :2], "labels": labels} for boxes, labels in zip(batch["boxes"], batch["labels"])]
 
-    def _eval_step(self, batch: dict[str, Any], stage: str, metric: BEVMeanAP) -> None:
+    def _eval_step(self, batch: dict[str, Any] | None, stage: str, metric: BEVMeanAP) -> None:
+        if batch is None:  # every sample unreadable (the DataModule reported them)
+            return
         maps = self(self._input(batch))
         parts = self.losses(maps, batch["boxes"], batch["labels"])
         b = maps["heatmap"].size(0)
@@ -230,9 +232,11 @@ class BEVDetector(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_metric("test", self.test_map)
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    def predict_step(self, batch: dict[str, Any] | None, batch_idx: int, dataloader_idx: int = 0
                      ) -> list[dict[str, Any]]:
         """Decoded detections per frame (``boxes``, ``scores``, ``labels``, ``centers``; ``frame`` if known)."""
+        if batch is None:  # every sample unreadable
+            return []
         out = self.decode(self(self._input(batch)))
         for frame, det in zip(batch.get("frame", [None] * len(out)), out):
             if frame is not None:

@@ -431,7 +431,9 @@ class IntentDecoder(L.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=b)
         return loss
 
-    def _eval_step(self, batch: dict[str, Any], stage: str, metric: IntentSimilarity) -> None:
+    def _eval_step(self, batch: dict[str, Any] | None, stage: str, metric: IntentSimilarity) -> None:
+        if batch is None:  # every sample unreadable (the DataModule reported them)
+            return
         video, texts = self._inputs(batch)
         b = video.size(0)
         self.log(f"{stage}/loss", self.loss(video, texts), sync_dist=True, batch_size=b)
@@ -454,8 +456,11 @@ class IntentDecoder(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_similarity("test", self.test_similarity)
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
+    def predict_step(self, batch: dict[str, Any] | None, batch_idx: int, dataloader_idx: int = 0
+                     ) -> list[dict[str, Any]]:
         """Per recording: ``{"path", "category", "reference", "prediction"}`` (missing keys give None)."""
+        if batch is None:  # every sample unreadable
+            return []
         video, texts = self._inputs(batch)
         preds = self.generate(video)
         paths = batch.get("path") or [None] * len(preds)
