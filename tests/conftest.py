@@ -1,4 +1,6 @@
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -70,3 +72,10 @@ def video_args(recipe: str, tmp_path: Path, cache: Path, *extra: str, subcommand
 def video_cache(tmp_path_factory) -> Path:
     """One moving-digits cache for the whole session (the videos are generated on first use)."""
     return tmp_path_factory.mktemp("moving_digits")
+
+
+def run_script(*args: str) -> dict:
+    """A benchmark script run from the repository root; its stdout parsed as the JSON it prints."""
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)

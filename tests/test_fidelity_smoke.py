@@ -1,0 +1,71 @@
+"""Fast smoke versions of the paper-claim benchmarks (`make reproduce`, benchmarks/fidelity/): they run, and print
+the JSON the README reports. (A file of its own so that `make test`'s two workers share the benchmark smokes.)"""
+
+from conftest import run_script
+
+
+def test_ijepa_digits_fidelity_smoke():
+    out = run_script("benchmarks/fidelity/ijepa_digits.py", "--epochs", "1", "--seeds", "0", "--shots", "3", "--",
+                     "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1")
+    run = out["runs"][0]
+    assert run["steps"] == 3
+    for enc in ("pretrained", "random"):
+        assert set(run[enc]) == {"linear_acc", "linear_3shot_acc", "knn_acc"}
+        assert all(0.0 <= v <= 1.0 for v in run[enc].values())
+    assert run["random"]["linear_acc"] > 0.3  # digits are easy even for random features: the probe works
+    assert isinstance(out["claim"]["holds"], bool)
+
+
+def test_salt_fidelity_smoke(tmp_path):
+    out = run_script("benchmarks/fidelity/salt.py", "--seeds", "0", "--teacher-steps", "4", "--student-steps", "4",
+                     "--probe-epochs", "1", "--num-train", "32", "--num-val", "8", "--cache-dir", str(tmp_path),
+                     "--out", str(tmp_path / "out"), "--patch-size", "8", "--digit-size", "14")  # 4x4x4 tokens: fast
+    assert (tmp_path / "out" / "t4_s4_p1_d14_k8_n32_v8_seed0.json").is_file()     # the seed's cached result
+    (seed,) = out["seeds"]
+    assert {"teacher_strong", "student_strong", "teacher_short", "student_short", "teacher_narrow",
+            "student_narrow", "vjepa"} <= set(seed["runs"])
+    assert seed["runs"]["student_strong"]["steps"] == 4 and seed["runs"]["teacher_short"]["steps"] == 1
+    # V-JEPA gets SALT's FLOPs (strong teacher + student), within one step
+    salt = seed["runs"]["teacher_strong"]["flops"] + seed["runs"]["student_strong"]["flops"]
+    assert abs(seed["runs"]["vjepa"]["flops"] - salt) <= 0.5 * seed["gflop_per_step"]["vjepa"] * 1e9
+    for label in ("digit", "motion"):
+        assert all(0.0 <= seed["probe"][e][label] <= 1.0 for e in seed["probe"])
+        assert isinstance(out["claims"][label]["1_student_beats_teacher"]["holds"], bool)
+
+
+def test_act_jepa_fidelity_smoke():
+    out = run_script("benchmarks/fidelity/act_jepa.py", "--quick")
+    assert {r["method"] for r in out["runs"]} == {"act_jepa", "act"}
+    for name in ("act_jepa", "act"):
+        assert 0.0 <= out[name]["success_rate"]["mean"] <= 1.0
+        assert out[name]["probe_rmse"]["5"]["mean"] > 0
+    assert out["raw_state_probe_rmse"]["5"] > 0
+    assert isinstance(out["claim"]["holds"], bool)
+
+
+def test_td_jepa_fidelity_smoke():
+    out = run_script("benchmarks/fidelity/td_jepa.py", "--quick")
+    linear = out["claim_1_linear_successor_features"]
+    assert isinstance(linear["holds"], bool) and linear["worst_rel_err"] < 0.2  # 1500 steps: ~0.04 (full: 1e-5)
+    walker = out["claim_2_walker_zero_shot"]
+    assert set(walker["summary"]) == {"stand", "walk", "run"}
+    assert all(s["random"]["mean"] >= 0 for s in walker["summary"].values())
+    assert isinstance(walker["holds_far_above_random"], bool)
+
+
+def test_ui_jepa_fidelity_smoke(tmp_path):
+    out = run_script("benchmarks/fidelity/ui_jepa.py", "--quick", "--out", str(tmp_path / "out"),
+                     "--cache-dir", str(tmp_path / "cache"))
+    assert set(out["summary"]) == {"spatial_temporal", "spatial", "random"}
+    run = out["runs"]["0"]
+    for variant in ("spatial_temporal", "spatial"):
+        assert run[variant]["pretrain"]["steps"] >= 1 and (tmp_path / "out" / f"encoder_{variant}_s0.safetensors").is_file()
+    for variant in out["summary"]:
+        assert all(0.0 <= v <= 1.0 for v in run[variant]["probe"].values())
+        for split in ("few_shot", "zero_shot"):
+            scores = run[variant]["decoder"][split]
+            assert 0.0 <= scores["intent_similarity"] <= 1.0 and set(scores) >= {"cosine", "rouge1", "rouge2", "rougeL"}
+    decoder = run["spatial_temporal"]["decoder"]
+    assert decoder["latency_ms_per_recording"] > 0 and decoder["parameters"]["encoder"] > 0
+    assert set(out["claims"]) == {"temporal_masking_helps_intent", "temporal_masking_helps_probe",
+                                  "few_shot_above_zero_shot", "pretrained_beats_random"}
