@@ -1,14 +1,11 @@
 """DMT-JEPA: neighbour selection vs a brute-force reference, batch alignment, the scenes data, the patch-level
 evaluation, learning, the CLI recipe and the benchmark's smoke run."""
 
-import json
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT
+from conftest import ROOT, run_script
 from lightning.pytorch import Callback, Trainer
 
 from datamodules.scenes import DigitScenesDataModule, render_scenes
@@ -271,10 +268,7 @@ def test_cli_fit_then_validate_on_the_tiny_recipe(tmp_path):
 
 
 def test_benchmark_quick_smoke_run():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fidelity" / "dmt_jepa.py"), "--quick"],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout)
+    result = run_script("benchmarks/fidelity/dmt_jepa.py", "--quick")
     assert {r["method"] for r in result["runs"]} == {"ijepa", "dmt_jepa"}
     for metric in ("patch_knn_miou", "patch_linear_miou", "image_linear_acc", "image_knn_acc"):
         assert set(result[metric]) >= {"ijepa", "dmt_jepa", "dmt_minus_ijepa"}

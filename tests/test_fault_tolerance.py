@@ -1,9 +1,13 @@
 """A NaN/inf loss never trains on silently: it stops the run naming the step, or skips the step if asked."""
 
 import os
+import random
+import subprocess
+import sys
 
 import pytest
 import torch
+from conftest import BIN, ROOT, tiny_args
 from lightning.pytorch import Trainer
 from test_ijepa import tiny_ijepa
 
@@ -100,10 +104,6 @@ cli.trainer.fit(cli.model, datamodule=cli.datamodule)
 
 def _kill_test_run(*args: str, procs: int):
     """The CLI (or a script) as a subprocess; DDP ranks get one thread each."""
-    import subprocess
-
-    from conftest import ROOT
-
     env = {**os.environ, "OMP_NUM_THREADS": "1"} if procs > 1 else None
     return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
 
@@ -117,8 +117,6 @@ def _kill_test_args(procs: int) -> list[str]:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """The uninterrupted run's final checkpoint for 1 and 2 processes, made once for every kill case."""
-    from conftest import BIN, tiny_args
-
     done: dict[int, dict] = {}
 
     def reference(procs: int) -> dict:
@@ -138,11 +136,6 @@ def test_kill_9_at_a_random_step_then_rerun_resumes_to_identical_weights(tmp_pat
     """Single process, and 2-process DDP (every rank killed): the rerun resumes mid-epoch exactly. `usr1`: a
     preemption warning (SIGUSR1) reaching rank 0 only stops both ranks at the same step after saving. `save`:
     killed while writing a checkpoint, the previous `last.ckpt` is intact (checkpoints are published atomically)."""
-    import random
-    import sys
-
-    from conftest import BIN, tiny_args
-
     common = _kill_test_args(procs)
     kill_step = 4 if where == "epoch_end" else random.choice([s for s in range(2, 12) if s % 4])  # mid-epoch
 

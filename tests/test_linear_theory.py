@@ -5,15 +5,12 @@ fidelity benchmark's smoke run."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, run_script
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -303,10 +300,7 @@ def test_cli_fit_then_validate_tiny_recipe(recipe, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ benchmark
 def test_fidelity_benchmark_quick():
-    proc = subprocess.run([sys.executable, "benchmarks/fidelity/linear_theory.py", "--quick"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout)
+    out = run_script("benchmarks/fidelity/linear_theory.py", "--quick")
     assert {(r["objective"], r["depth"]) for r in out["runs"]} == {("mae", 1), ("mae", 4), ("jepa", 1), ("jepa", 4)}
     claims = out["claims"]
     assert claims["critical_times_match_ode"]["max_relative_error"] < 0.10

@@ -1,14 +1,11 @@
 """OccupancyMAE (AD-L-JEPA's occupancy-reconstruction baseline): decoder geometry, masking, the loss's cells on
 hand-made tensors, learning on a fixed batch, and the AD-L-JEPA benchmark's smoke run."""
 
-import json
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT
+from conftest import run_script
 
 from jepa_lightning.masks.bev import BEVCellMask, BEVMasks
 from jepa_lightning.methods.occupancy_mae import (
@@ -137,10 +134,8 @@ def test_a_few_steps_on_a_fixed_batch_reduce_the_loss():
 
 @pytest.mark.slow
 def test_adl_jepa_benchmark_quick(tmp_path):
-    proc = subprocess.run([sys.executable, "benchmarks/fidelity/adl_jepa.py", "--quick", "--out", str(tmp_path / "out"),
-                           "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout)
+    out = run_script("benchmarks/fidelity/adl_jepa.py", "--quick", "--out", str(tmp_path / "out"),
+                     "--cache-dir", str(tmp_path / "cache"))
     claims = out["claims"]
     assert set(claims) == {"1_pretraining_helps_detection", "2_collapse_without_variance_term",
                            "3_predictions_separate_empty_from_occupied", "4_cheaper_than_occupancy_mae"}

@@ -1,14 +1,11 @@
 """seq-JEPA: view sequences whose actions match the applied transformations, the aggregator's masking of the
 held-out view's action, learning, the CLI recipe and the fidelity benchmark's smoke run."""
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, run_script
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
@@ -18,7 +15,6 @@ from jepa_lightning.eval.equivariance import linear_accuracy, regression_r2
 from jepa_lightning.methods.seq_jepa import SeqJEPA
 from jepa_lightning.nn.resnet import SmallResNet
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "recipes" / "seq_jepa" / "tiny.yaml")
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny per-view transforms: threads only contend
 BILINEAR = v2.InterpolationMode.BILINEAR
@@ -229,10 +225,7 @@ def test_cli_fit_and_validate_tiny_recipe(tmp_path):
 
 
 def test_benchmark_quick_smoke():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fidelity" / "seq_jepa.py"), "--quick"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout)
+    out = run_script("benchmarks/fidelity/seq_jepa.py", "--quick")
     assert set(out["claims"]) >= {"equivariance", "invariance", "sequence_length", "holds"}
     assert 0.0 <= out["with_actions"]["agg_linear_acc_1"]["mean"] <= 1.0
     assert "equivariance_r2" in out["without_actions"] and len(out["runs"]) == 2

@@ -1,12 +1,9 @@
 """T-JEPA: feature tokenizer and encoder, feature masks, the objective, frozen heads, the CLI and the benchmark."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, run_script
 
 from datamodules.tabular import TabularDataModule
 from jepa_lightning.cli import JEPACLI, main
@@ -22,7 +19,6 @@ from jepa_lightning.masks.tabular import FeatureMask
 from jepa_lightning.methods.t_jepa import TJEPA
 from jepa_lightning.nn.tabular import FeatureTokenizer, TabularEncoder, TabularPredictor
 
-ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes" / "t_jepa"
 
 
@@ -269,10 +265,7 @@ def test_jannis_recipe_builds_for_a_user_csv(tmp_path):
 
 
 def test_benchmark_quick_smoke():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fidelity" / "t_jepa.py"), "--quick"],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    res = json.loads(out.stdout)
+    res = run_script("benchmarks/fidelity/t_jepa.py", "--quick")
     claims = res["claims"]["wine"]
     assert isinstance(claims["1_mlp_on_tjepa_beats_mlp_on_raw"]["holds"], bool)
     assert isinstance(claims["2_reg_tokens_prevent_collapse"]["holds"], bool)
