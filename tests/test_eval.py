@@ -14,6 +14,7 @@ from jepa_lightning.eval import (
     RankMe,
     export_encoder,
     knn_accuracy,
+    knn_predict,
     load_encoder_weights,
 )
 from jepa_lightning.nn import AttentivePooler, VisionTransformer
@@ -85,6 +86,16 @@ def test_rankme_isotropic_and_constant():
     assert _rankme(torch.zeros(256, 32)) == pytest.approx(1.0, abs=1e-3)  # no NaN on collapse to zero
 
 
+def test_rankme_is_read_on_centred_embeddings():
+    """An isotropic cloud far from the origin: uncentred, its mean direction dominates (rank ~1, a false
+    'collapse'); centred (the default) it reads the cloud's full rank."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2048, 32, generator=g) + 50.0 * torch.randn(32, generator=g)
+    assert _rankme(z) > 31.0
+    assert _rankme(z, center=False) < 3.0
+    assert _rankme(z) == pytest.approx(_rankme(z - z.mean(0), center=False), rel=1e-5)
+
+
 def test_rankme_accumulates_and_keeps_only_the_most_recent_rows():
     g = torch.Generator().manual_seed(0)
     iso = torch.randn(512, 16, generator=g)
@@ -146,14 +157,28 @@ def test_knn_small_case_by_hand():
     train = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     labels = torch.tensor([0, 1, 1])
     q, y = torch.tensor([[1.0, 0.2]]), torch.tensor([0])
+    # (uncentred: the cosines above are of the raw vectors)
     # k=1: nearest is a -> class 0
-    assert knn_accuracy(train, labels, q, y, k=1, temperature=1.0) == 1.0
+    assert knn_accuracy(train, labels, q, y, k=1, temperature=1.0, center=False) == 1.0
     # k=3, T=1: class 0 gets e^0.981 = 2.67, class 1 gets e^0.196 + e^0.832 = 3.51 -> class 1
-    assert knn_accuracy(train, labels, q, y, k=3, temperature=1.0) == 0.0
+    assert knn_accuracy(train, labels, q, y, k=3, temperature=1.0, center=False) == 0.0
     # k=3, T=0.07: e^(0.981/0.07) = 1.2e6 outweighs e^(0.832/0.07) + e^(0.196/0.07) = 1.5e5 -> class 0
-    assert knn_accuracy(train, labels, q, y, k=3, temperature=0.07) == 1.0
+    assert knn_accuracy(train, labels, q, y, k=3, temperature=0.07, center=False) == 1.0
     # k larger than the bank is clipped; features are compared by angle only
-    assert knn_accuracy(train * 5, labels, q * 0.1, y, k=50, temperature=0.07) == 1.0
+    assert knn_accuracy(train * 5, labels, q * 0.1, y, k=50, temperature=0.07, center=False) == 1.0
+
+
+def test_knn_centres_on_the_training_mean():
+    """Centred kNN (the default) = cosine kNN after subtracting the training rows' mean from both sides, so it
+    is blind to a common offset (the mean direction pooled LayerNorm'd tokens share); uncentred kNN is not."""
+    x, y = _blobs(1200, 5, 16, 3.0, seed=3)
+    offset = torch.full((16,), 20.0)
+    base = knn_predict(x[:1000], y[:1000], x[1000:], k=20)
+    torch.testing.assert_close(knn_predict(x[:1000] + offset, y[:1000], x[1000:] + offset, k=20), base)
+    mean = x[:1000].mean(0)
+    torch.testing.assert_close(knn_predict(x[:1000] - mean, y[:1000], x[1000:] - mean, k=20, center=False), base)
+    raw = knn_predict(x[:1000] + offset, y[:1000], x[1000:] + offset, k=20, center=False)
+    assert (raw != base).any()
 
 
 def test_knn_chunking_does_not_change_the_answer_and_errors():
@@ -428,3 +453,13 @@ def test_attentive_probe_averages_logits_over_views():
     probe.validation_step(None, 0)  # every file of the batch unreadable: Lightning's eval loops pass None on
     probe.test_step(None, 0)
     assert logged == {} and probe.val_acc.update_count == 1
+
+
+def test_balanced_subset_draws_every_class_equally():
+    from jepa_lightning.eval.segmentation import balanced_subset
+    labels = torch.cat([torch.zeros(900), torch.ones(60), torch.full((40,), 3.0)]).long()  # 90 % background
+    idx = balanced_subset(labels, 120, torch.Generator().manual_seed(0))
+    counts = torch.bincount(labels[idx], minlength=4)
+    assert counts.tolist() == [40, 40, 0, 40] and idx.unique().numel() == idx.numel()
+    rare = balanced_subset(labels, 600, torch.Generator().manual_seed(0))      # 200 per class: all of the rare ones
+    assert torch.bincount(labels[rare], minlength=4).tolist() == [200, 60, 0, 40]

@@ -29,7 +29,7 @@ def test_objective_uses_layer_normed_teacher_targets_at_target_positions():
     model = tiny_ijepa(loss="l2")
     x = torch.randn(3, 3, 16, 16)
     m = model.masks(3, (4, 4), generator=torch.Generator().manual_seed(0))
-    loss, targets, features = model.forward_loss(x, m)
+    loss, targets, features, predictions = model.forward_loss(x, m)
     h = model.teacher(x)
     ln = torch.nn.functional.layer_norm(h, h.shape[-1:])
     b, t, k = m.targets.shape
@@ -38,6 +38,7 @@ def test_objective_uses_layer_normed_teacher_targets_at_target_positions():
     assert torch.allclose(targets.mean(-1), torch.zeros(b, t, k), atol=1e-5)  # layer-normed per token
     pred = model.predictor(model.encoder(x, keep=m.context), m.context, m.targets)
     assert torch.allclose(loss, torch.nn.functional.mse_loss(pred, targets), atol=1e-6)
+    torch.testing.assert_close(predictions, pred)
     # gradients reach the student and the predictor, never the teacher
     loss.backward()
     assert model.encoder.patch_embed.proj.weight.grad is not None
@@ -72,7 +73,10 @@ def test_short_fit_on_digits_lowers_loss_and_probes_above_chance(tmp_path):
     # the teacher moved towards the student (EMA), but is not the student
     s, t = model.encoder.patch_embed.proj.weight, model.teacher.module.patch_embed.proj.weight
     assert not torch.equal(s, t)
-    assert 0.996 <= metrics["train/ema"] <= 1.0
+    # the momentum follows the schedule of the last update (running-average start: min(0.996.., 1 - 1/k)) and
+    # no share of the random init is left in the teacher
+    assert metrics["train/ema"] == pytest.approx(model.ema_momentum(trainer.global_step), abs=1e-6)
+    assert metrics["train/ema"] < 0.996 and metrics["train/ema_init_share"] == 0.0
 
 
 def test_masks_are_drawn_per_step_on_the_batch_device_and_repeat_on_rerun(tmp_path):

@@ -6,7 +6,7 @@ from torch import nn
 
 from jepa_lightning.nn import TransformerPredictor, VisionTransformer
 from jepa_lightning.optim import WarmupCosineSchedule, cosine, linear, param_groups, warmup_cosine
-from jepa_lightning.targets import EMATeacher, FrozenTeacher, ema_update
+from jepa_lightning.targets import EMATeacher, FrozenTeacher, ema_init_share, ema_momentum, ema_update
 
 
 def test_warmup_cosine_values():
@@ -101,3 +101,33 @@ def test_frozen_teacher_loads_a_checkpoint(tmp_path):
     assert torch.equal(teacher.module.weight, trained.weight) and not teacher.module.weight.requires_grad
     with pytest.raises(FileNotFoundError, match="missing.ckpt"):
         FrozenTeacher(nn.Linear(3, 3), checkpoint=str(tmp_path / "missing.ckpt"))
+
+
+@pytest.mark.parametrize("average_start", [False, True])
+def test_ema_init_share_is_the_product_of_the_applied_momenta(average_start):
+    """A teacher that starts at 1 and follows a student held at 0 keeps exactly the init's share: after k
+    updates with the schedule's momenta it equals ema_init_share(k)."""
+    total, start, end = 880, 0.999, 1.0
+    teacher, student = nn.Linear(1, 1, bias=False), nn.Linear(1, 1, bias=False)
+    nn.init.ones_(teacher.weight), nn.init.zeros_(student.weight)
+    for k in range(1, total + 1):
+        ema_update(teacher, student, ema_momentum(k, total, start, end, average_start))
+        if k in (1, 10, 880):
+            assert teacher.weight.item() == pytest.approx(ema_init_share(k, total, start, end, average_start),
+                                                          rel=1e-4, abs=1e-12)
+    # the audit's number: the paper's schedule at 0.999 -> 1 keeps ~0.64 of the init after 880 updates
+    assert ema_init_share(total, total, start, end, average_start=False) == pytest.approx(0.644, abs=0.01)
+    assert ema_init_share(0, total, start, end, average_start) == 1.0
+
+
+def test_ema_momentum_average_start_then_the_papers_schedule():
+    total = 10_000
+    assert ema_momentum(1, total, 0.996, 1.0) == 0.0                   # update 1 copies the student
+    assert ema_momentum(4, total, 0.996, 1.0) == pytest.approx(0.75)    # running average of 4 students
+    # past 1 / (1 - 0.996) = 250 updates the paper's linear schedule is the larger momentum
+    for k in (300, 5000):
+        assert ema_momentum(k, total, 0.996, 1.0) == pytest.approx(0.996 + 0.004 * (k - 1) / total)
+        assert ema_momentum(k, total, 0.996, 1.0, average_start=False) == ema_momentum(k, total, 0.996, 1.0)
+    # ... and as the schedule nears 1, the teacher never holds more of the past than the plain average
+    assert ema_momentum(total, total, 0.996, 1.0) == pytest.approx(1 - 1 / total)
+    assert ema_momentum(1, total, 0.996, 1.0, average_start=False) == 0.996

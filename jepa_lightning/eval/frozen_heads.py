@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -279,8 +280,11 @@ def select_mlp(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor
 
 
 @torch.no_grad()
-def embed_loader(pl_module: L.LightningModule, loader, datamodule: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(`pl_module.encode(batch)` flattened to [n, N D], labels [n]) over a DataLoader, on the module's device."""
+def embed_loader(pl_module: L.LightningModule, loader, datamodule: Any = None,
+                 encode: Callable[[dict[str, Any]], torch.Tensor] | None = None,
+                 label_key: str = "label") -> tuple[torch.Tensor, torch.Tensor]:
+    """(features [n, F], labels [n]) over a DataLoader, batches moved to the module's device and unreadable ones
+    skipped. Features: `encode(batch)` (default: `pl_module.encode(batch)` flattened to [n, N D])."""
     feats, labels = [], []
     for batch in loader:
         if datamodule is not None:
@@ -288,8 +292,10 @@ def embed_loader(pl_module: L.LightningModule, loader, datamodule: Any = None) -
         if batch is None:
             continue
         batch = {k: v.to(pl_module.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        feats.append(pl_module.encode(batch).float().flatten(1))
-        labels.append(batch["label"])
+        feats.append(encode(batch) if encode is not None else pl_module.encode(batch).float().flatten(1))
+        labels.append(batch[label_key])
+    if not feats:
+        raise ValueError("embed_loader: the DataLoader gave no readable batch")
     return torch.cat(feats), torch.cat(labels)
 
 

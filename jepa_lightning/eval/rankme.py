@@ -7,12 +7,19 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 
-def effective_rank(embeddings: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+def effective_rank(embeddings: torch.Tensor, eps: float = 1e-7, center: bool = True) -> torch.Tensor:
     """exp(entropy of p), p_k = sigma_k / sum(sigma) + eps, over the singular values of [n, D] embeddings.
-    Between ~1 (all rows on one line, or constant) and min(n, D) (isotropic)."""
+    Between ~1 (all rows on one line, or constant) and min(n, D) (isotropic).
+
+    `center` (default) subtracts the mean embedding first: pooled, LayerNorm'd tokens share one large mean
+    direction, whose singular value otherwise dominates (uncentred, a random ViT reads ~1.2 and looks
+    collapsed; centred it reads what its embeddings actually spread over)."""
     if embeddings.dim() != 2:
         raise ValueError(f"RankMe expects embeddings [n, D], got {list(embeddings.shape)}")
-    s = torch.linalg.svdvals(embeddings.double())
+    z = embeddings.double()
+    if center:
+        z = z - z.mean(0, keepdim=True)
+    s = torch.linalg.svdvals(z)
     p = s / s.sum().clamp_min(torch.finfo(s.dtype).tiny) + eps
     return torch.exp(-(p * p.log()).sum()).float()
 
@@ -23,18 +30,19 @@ class RankMe(Metric):
     `update(z)` takes [B, D] (or [B, N, D], flattened to tokens). Each process keeps only its `max_samples`
     most recent rows (default 2048: the rank is read from the singular values of an [n, D] matrix, so n a few
     times D is enough, and memory and SVD cost stay bounded). Under DDP the states are gathered (`cat`), so
-    `compute()` sees up to world_size * max_samples rows. Embeddings are stored detached, in float32.
+    `compute()` sees up to world_size * max_samples rows. Embeddings are stored detached, in float32, and
+    centred before the rank is read (`center=False` for the uncentred variant).
     """
 
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
 
-    def __init__(self, max_samples: int = 2048, eps: float = 1e-7, **kwargs) -> None:
+    def __init__(self, max_samples: int = 2048, eps: float = 1e-7, center: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         if max_samples < 1:
             raise ValueError(f"max_samples must be >= 1, got {max_samples}")
-        self.max_samples, self.eps = int(max_samples), float(eps)
+        self.max_samples, self.eps, self.center = int(max_samples), float(eps), bool(center)
         self.add_state("embeddings", default=[], dist_reduce_fx="cat")
 
     def update(self, embeddings: torch.Tensor) -> None:
@@ -53,4 +61,4 @@ class RankMe(Metric):
     def compute(self) -> torch.Tensor:
         if isinstance(self.embeddings, list) and not self.embeddings:  # after a DDP sync: one cat tensor
             raise RuntimeError("RankMe.compute() called before any update()")
-        return effective_rank(dim_zero_cat(self.embeddings), self.eps)
+        return effective_rank(dim_zero_cat(self.embeddings), self.eps, self.center)

@@ -64,15 +64,33 @@ def mean_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> floa
     return float(per_class[present].mean())
 
 
+def balanced_subset(labels: torch.Tensor, max_total: int | None, generator: torch.Generator) -> torch.Tensor:
+    """Indices of a random subset with at most ``max_total // (classes present)`` rows of each class (every row
+    of a rarer class), in random order. Vectorized: a row's rank within its class in one shuffled order."""
+    order = torch.randperm(labels.numel(), generator=generator)
+    y = labels[order].long()
+    onehot = F.one_hot(y, int(y.max()) + 1 if y.numel() else 1)
+    present = int((onehot.sum(0) > 0).sum())
+    per_class = (max_total if max_total is not None else y.numel()) // max(present, 1)
+    rank = (onehot.cumsum(0) * onehot).sum(1) - 1
+    return order[rank < per_class]
+
+
 def segmentation_miou(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                       num_classes: int, classifier: Literal["knn", "linear"] = "knn", k: int = 20,
                       temperature: float = 0.07, max_train: int | None = 20000, seed: int = 0,
-                      l2: float = 1e-3) -> float:
+                      l2: float = 1e-3, balanced: bool = True) -> float:
     """Patch-level mIoU of a ``classifier`` fit on (train_x [M, D], train_y [M]) and evaluated on test.
-    ``max_train``: a fixed random subset of training patches (seeded) bounds the cost; ``l2``: the linear
+    ``max_train``: a fixed random subset of training patches (seeded) bounds the cost; with ``balanced`` it
+    draws the same number of patches from every class present (all of a class that has fewer), so the
+    background, most of the patches of a scene, does not decide the classifier; ``l2``: the linear
     classifier's L2 strength (`jepa_lightning.eval.frozen_heads.fit_linear`)."""
-    if max_train is not None and train_x.size(0) > max_train:
-        idx = torch.randperm(train_x.size(0), generator=torch.Generator().manual_seed(seed))[:max_train]
+    g = torch.Generator().manual_seed(seed)
+    if balanced:
+        idx = balanced_subset(train_y, max_train, g)
+        train_x, train_y = train_x[idx], train_y[idx]
+    elif max_train is not None and train_x.size(0) > max_train:
+        idx = torch.randperm(train_x.size(0), generator=g)[:max_train]
         train_x, train_y = train_x[idx], train_y[idx]
     if classifier == "knn":
         pred = knn_predict(train_x, train_y, test_x, k=k, temperature=temperature, num_classes=num_classes)

@@ -7,7 +7,7 @@ skips unreadable batches, guards against non-finite losses and logs.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from lightning.pytorch import LightningModule
@@ -17,8 +17,22 @@ from torch import nn
 from jepa_lightning.distributed import bf16_policy, shard_module
 from jepa_lightning.eval.rankme import RankMe
 from jepa_lightning.masks import step_generator
-from jepa_lightning.optim import adamw_warmup_cosine, linear
-from jepa_lightning.targets import EMATeacher, TargetNetwork
+from jepa_lightning.optim import adamw_warmup_cosine
+from jepa_lightning.targets import EMATeacher, TargetNetwork, ema_init_share, ema_momentum
+
+
+class StepOutput(NamedTuple):
+    """What a method's `objective` returns (a plain (loss, targets, features) tuple is accepted too).
+
+    loss: the scalar to minimise; targets: the regression targets (their per-dimension std over the batch is
+    the collapse monitor `train/target_std`); features: pooled evaluation features [B, D] when the objective
+    computed them for free (RankMe, online probe), else None; predictions: the predictor's outputs
+    (`train/pred_std`), when the method has them."""
+
+    loss: torch.Tensor
+    targets: torch.Tensor
+    features: torch.Tensor | None = None
+    predictions: torch.Tensor | None = None
 
 
 class JEPAModule(LightningModule):
@@ -34,6 +48,10 @@ class JEPAModule(LightningModule):
         betas: AdamW betas.
         ema: EMA momentum of the teacher, linear from the first to the second value over training;
             `None` for a method without an EMA teacher.
+        ema_average_start: the teacher starts as the running average of the students (momentum at most
+            1 - 1/k at update k; `jepa_lightning.targets.ema_momentum`), so no share of its random init
+            survives in a run of any length; False: the paper's schedule as such (a short run's teacher is then
+            mostly its init: `train/ema_init_share` logs that share either way).
         eval_encoder: which network `encode` uses for frozen evaluation (I-JEPA evaluates the teacher).
         mask_seed: masks come from a generator seeded by (mask_seed, rank, batch index), so they differ
             across ranks and steps and are identical when a run is resumed.
@@ -47,7 +65,7 @@ class JEPAModule(LightningModule):
                  start_lr: float = 2e-4, final_lr: float = 1e-6, warmup: float = 0.1,
                  weight_decay: float = 0.04, final_weight_decay: float = 0.4,
                  betas: tuple[float, float] = (0.9, 0.999), ema: tuple[float, float] | None = (0.996, 1.0),
-                 eval_encoder: str = "teacher", mask_seed: int = 0,
+                 ema_average_start: bool = True, eval_encoder: str = "teacher", mask_seed: int = 0,
                  nonfinite: Literal["raise", "skip"] = "raise") -> None:
         super().__init__()
         if not 0.0 <= warmup < 1.0:
@@ -64,6 +82,7 @@ class JEPAModule(LightningModule):
         self.lr, self.start_lr, self.final_lr, self.warmup = lr, start_lr, final_lr, warmup
         self.weight_decay, self.final_weight_decay, self.betas = weight_decay, final_weight_decay, tuple(betas)
         self.ema = tuple(ema) if ema is not None else None
+        self.ema_average_start = ema_average_start
         self.encoder, self.predictor = encoder, predictor
         self.teacher = EMATeacher(encoder) if ema is not None else None
         self.rankme = RankMe()
@@ -92,7 +111,7 @@ class JEPAModule(LightningModule):
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int):
         if batch is None:  # every sample of this batch was unreadable (reported by the DataModule)
             return None
-        loss, targets, features = self.objective(batch)
+        loss, targets, features, predictions = StepOutput(*self.objective(batch))
         finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True)
         if not finite:
             where = (f"non-finite loss ({loss.item()}) at global step {self.global_step} "
@@ -102,20 +121,35 @@ class JEPAModule(LightningModule):
                                          "model.init_args.nonfinite=skip to skip such steps")
             rank_zero_warn(f"{where}: optimizer step skipped on every rank")
             return None
-        self.log_train(loss, targets, features)
+        self.log_train(loss, targets, features, predictions)
         return {"loss": loss} if features is None else {"loss": loss, "features": features}
 
     # ------------------------------------------------------------ evaluation
-    @property
-    def eval_network(self) -> nn.Module:
-        if self.eval_encoder == "teacher" and self.teacher is not None:
+    def network(self, which: str | None = None) -> nn.Module:
+        """The network frozen evaluation reads: "teacher" (the EMA or frozen target network, when the method
+        has one), "encoder" (the context encoder, the student), or None for `eval_encoder`."""
+        which = which or self.eval_encoder
+        if which not in ("teacher", "encoder"):
+            raise ValueError(f"network must be 'teacher' or 'encoder', got {which!r}")
+        if which == "teacher" and self.teacher is not None:
             return self.teacher.module
         return self.encoder
 
+    @property
+    def eval_network(self) -> nn.Module:
+        return self.network()
+
     @torch.no_grad()
-    def encode(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Frozen-evaluation tokens [B, N, D] of the evaluation encoder on the full input."""
-        return self.eval_network(batch[self.input_key])
+    def encode(self, batch: dict[str, Any], network: str | None = None) -> torch.Tensor:
+        """Frozen-evaluation tokens [B, N, D] on the full input, of `network` (see `network`; default: the
+        evaluation encoder). Always in eval mode: a student's drop-path and dropout are off while it is read."""
+        module = self.network(network)
+        was_training = module.training
+        module.eval()
+        try:
+            return module(batch[self.input_key])
+        finally:
+            module.train(was_training)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Evaluation is done by callbacks (online probe, kNN, RankMe) through `encode`."""
@@ -124,13 +158,17 @@ class JEPAModule(LightningModule):
         """Evaluation is done by callbacks through `encode`."""
 
     # --------------------------------------------------------------- logging
-    def log_train(self, loss: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None) -> None:
-        """`train/loss`, the collapse signals (`train/target_std`: std of the targets over the batch,
-        averaged over channels; `train/rankme` per epoch on the pooled evaluation features, when the objective
-        computed them) and the schedules."""
+    def log_train(self, loss: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None,
+                  predictions: torch.Tensor | None = None) -> None:
+        """`train/loss`, the collapse signals (`train/target_std` and `train/pred_std`: per-dimension std of
+        the targets / predictions over the batch's tokens, averaged over dimensions; `train/rankme` per epoch:
+        RankMe of the centred pooled evaluation features, when the objective computed them), the schedules
+        and, with an EMA teacher, the share of its random init it still holds (`train/ema_init_share`)."""
         bs = targets.size(0)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        self.log("train/target_std", targets.float().flatten(0, -2).std(0).mean(), batch_size=bs)
+        self.log("train/target_std", targets.detach().float().flatten(0, -2).std(0).mean(), batch_size=bs)
+        if predictions is not None:
+            self.log("train/pred_std", predictions.detach().float().flatten(0, -2).std(0).mean(), batch_size=bs)
         if features is not None:
             self.rankme.update(features.float())
             self.log("train/rankme", self.rankme, on_step=False, on_epoch=True, batch_size=bs)
@@ -138,7 +176,9 @@ class JEPAModule(LightningModule):
         self.log("train/lr", opt.param_groups[0]["lr"], batch_size=bs)
         self.log("train/wd", opt.param_groups[0]["weight_decay"], batch_size=bs)
         if isinstance(self.teacher, EMATeacher):
-            self.log("train/ema", self.ema_momentum(self.global_step), batch_size=bs)
+            self.log("train/ema", self.ema_momentum(self.global_step + 1), batch_size=bs)
+            self.log("train/ema_init_share", ema_init_share(self.global_step, self.total_steps, *self.ema,
+                                                            self.ema_average_start), batch_size=bs)
 
     # ---------------------------------------------------- optimizer, teacher
     def trainable_modules(self) -> list[nn.Module]:
@@ -174,11 +214,12 @@ class JEPAModule(LightningModule):
         self.total_steps = config["lr_scheduler"]["scheduler"].total_steps  # also the EMA schedule's length
         return config
 
-    def ema_momentum(self, step: int) -> float:
-        m0, m1 = self.ema
-        return linear(step, self.total_steps, m0, m1)
+    def ema_momentum(self, update: int) -> float:
+        """Momentum of the teacher's `update`-th update (1-based; see `jepa_lightning.targets.ema_momentum`)."""
+        return ema_momentum(update, self.total_steps, *self.ema, self.ema_average_start)
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         if isinstance(self.teacher, EMATeacher):
-            self.teacher.update(self.encoder, self.ema_momentum(self.global_step))
+            # inside this hook global_step still counts the steps before this one: this is update global_step + 1
+            self.teacher.update(self.encoder, self.ema_momentum(self.global_step + 1))

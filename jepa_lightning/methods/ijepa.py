@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from jepa_lightning.masks import Masks, MultiBlockMask2D
-from jepa_lightning.methods.base import JEPAModule
+from jepa_lightning.methods.base import JEPAModule, StepOutput
 from jepa_lightning.nn import TransformerPredictor, VisionTransformer, gather_tokens
 
 
@@ -40,8 +40,9 @@ class IJEPA(JEPAModule):
         x = batch[self.input_key]
         return self.masks(x.size(0), self.encoder.grid_size, generator=generator, device=x.device)
 
-    def forward_loss(self, x: torch.Tensor, m: Masks) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The I-JEPA objective on images x with masks m: (loss, targets [B, T, K, D], pooled teacher features)."""
+    def forward_loss(self, x: torch.Tensor, m: Masks) -> StepOutput:
+        """The I-JEPA objective on images x with masks m: (loss, targets [B, T, K, D], pooled teacher features,
+        predictions [B, T, K, D])."""
         with torch.no_grad():
             h = self.teacher(x)
             features = h.mean(1)
@@ -49,7 +50,8 @@ class IJEPA(JEPAModule):
             targets = gather_tokens(h, m.targets)                       # [B, T, K, D]
         z = self.encoder(x, keep=m.context)                            # [B, Kc, D]
         pred = self.predictor(z, m.context, m.targets)                  # [B, T, K, D]
-        return self.loss_fn(pred.float(), targets.float()), targets, features   # loss in fp32 under bf16 autocast
+        loss = self.loss_fn(pred.float(), targets.float())               # in fp32 under bf16 autocast
+        return StepOutput(loss, targets, features, pred)
 
-    def objective(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def objective(self, batch: dict[str, Any]) -> StepOutput:
         return self.forward_loss(batch[self.input_key], batch["masks"])

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from jepa_lightning.masks import Masks, MultiBlockMask3D
-from jepa_lightning.methods.base import JEPAModule
+from jepa_lightning.methods.base import JEPAModule, StepOutput
 from jepa_lightning.nn import TransformerPredictor, VisionTransformer, gather_tokens
 
 
@@ -76,17 +76,17 @@ class VJEPA(JEPAModule):
         return (pred - target).abs().pow(self.loss_exp).mean() / self.loss_exp
 
     # --------------------------------------------------------------- the algorithm box
-    def forward_loss(self, x: torch.Tensor, masks: list[Masks]) -> tuple[torch.Tensor, torch.Tensor,
-                                                                          torch.Tensor | None]:
+    def forward_loss(self, x: torch.Tensor, masks: list[Masks]) -> StepOutput:
         with torch.no_grad():
             h, features = self.target_tokens(x)
-        loss = x.new_zeros((), dtype=torch.float32)
+        loss, preds = x.new_zeros((), dtype=torch.float32), []
         for i, m in enumerate(masks):
             targets = m.targets[:, 0]                                   # one target set per generator [B, K]
             z = self.encoder(x, keep=m.context)
             pred = self.predictor(z, m.context, targets, mask_token_id=i)
             loss = loss + self.distance(pred.float(), gather_tokens(h, targets).float())  # fp32 under bf16
-        return loss / len(masks), h, features
+            preds.append(pred)
+        return StepOutput(loss / len(masks), h, features, torch.cat(preds, dim=1))
 
-    def objective(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def objective(self, batch: dict[str, Any]) -> StepOutput:
         return self.forward_loss(batch[self.input_key], batch["masks"])
