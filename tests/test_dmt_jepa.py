@@ -1,5 +1,6 @@
-"""DMT-JEPA: neighbour selection vs a brute-force reference, batch alignment, the scenes data, the patch-level
-evaluation, learning, the CLI recipe and the benchmark's smoke run."""
+"""DMT-JEPA: neighbour selection vs a brute-force reference, what a target reads (the image mean and the selected
+neighbours, of its own sample), the global context mode, the scenes data, the patch-level evaluation, learning,
+the CLI recipe and the benchmark's smoke run."""
 
 
 import pytest
@@ -35,23 +36,17 @@ def tiny_dmt(**kwargs) -> DMTJEPA:
 
 
 # ------------------------------------------------------------------------------ neighbour selection
-def brute_force_neighbours(feats, positions, grid, query_slot, window, k):
-    """Plain-Python reference: the (slot, similarity) of the top-k visible window neighbours of one token."""
+def brute_force_neighbours(feats, grid, query, window, k):
+    """Plain-Python reference: the top-k window neighbours (inside the grid, query excluded) of one patch, by
+    cosine similarity, most similar first."""
     height, width = grid
-    slot_at = {int(p): s for s, p in enumerate(positions)}
-    y, x = divmod(int(positions[query_slot]), width)
-    f = F.normalize(F.layer_norm(feats, feats.shape[-1:]), dim=-1)
-    cands = []
+    y, x = divmod(query, width)
+    f = F.normalize(feats, dim=-1)
     r = window // 2
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            ny, nx = y + dy, x + dx
-            if (dy, dx) == (0, 0) or not (0 <= ny < height and 0 <= nx < width):
-                continue
-            if ny * width + nx in slot_at:
-                s = slot_at[ny * width + nx]
-                cands.append((float(f[query_slot] @ f[s]), s))
-    return sorted(cands, reverse=True)[:k]
+    cands = [(float(f[query] @ f[(y + dy) * width + x + dx]), (y + dy) * width + x + dx)
+             for dy in range(-r, r + 1) for dx in range(-r, r + 1)
+             if (dy, dx) != (0, 0) and 0 <= y + dy < height and 0 <= x + dx < width]
+    return [j for _, j in sorted(cands, reverse=True)[:k]]
 
 
 def test_neighbour_table_matches_grid_geometry_without_wraparound():
@@ -68,52 +63,96 @@ def test_neighbour_table_matches_grid_geometry_without_wraparound():
 
 
 @pytest.mark.parametrize("window,k", [(3, 4), (5, 6)])
-def test_selection_matches_brute_force_on_full_grid_and_on_a_visible_subset(window, k):
+def test_selection_matches_brute_force_and_never_crosses_the_border(window, k):
     torch.manual_seed(0)
     head = LocalAggregationHead(16, num_heads=2, window=window, k=k)
     grid, B, n = (4, 5), 3, 20
     feats = torch.randn(B, n, 16)
-    full = torch.arange(n).expand(B, n)
-    slots, valid = head.select(feats, full, grid, full)
+    every = torch.arange(n).expand(B, n)
+    idx, valid = head.select(feats, grid, every)
     for b in range(B):
         for q in range(n):
-            ref = brute_force_neighbours(feats[b], full[b], grid, q, window, k)
-            got = [int(s) for s, v in zip(slots[b, q], valid[b, q]) if v]
-            assert got == [s for _, s in ref], (b, q)  # same neighbours, in decreasing similarity
-    # a visible subset (the context): neighbours come from visible tokens only, slots index the subset
-    keep = torch.stack([torch.randperm(n)[:11].sort().values for _ in range(B)])
-    sub = torch.stack([feats[b, keep[b]] for b in range(B)])
-    queries = torch.tensor([[0, 4, 10]] * B)
-    slots, valid = head.select(sub, keep, grid, queries)
-    for b in range(B):
-        for j, q in enumerate(queries[b].tolist()):
-            ref = brute_force_neighbours(sub[b], keep[b], grid, q, window, k)
-            assert [int(s) for s, v in zip(slots[b, j], valid[b, j]) if v] == [s for _, s in ref]
-    assert not valid.all()  # some subset tokens have fewer than k visible neighbours: masked, not invented
+            got = [int(j) for j, v in zip(idx[b, q], valid[b, q]) if v]
+            assert got == brute_force_neighbours(feats[b], grid, q, window, k), (b, q)
+            (y, x), r = divmod(q, grid[1]), window // 2
+            assert all(abs(j // grid[1] - y) <= r and abs(j % grid[1] - x) <= r and j != q for j in got)
+    # a corner of a 3x3 window has 3 neighbours: with k=4 the 4th key is masked, never taken across the edge
+    assert valid[:, 0].sum(-1).tolist() == [min(k, (r + 1) ** 2 - 1)] * B
 
 
-def test_output_depends_only_on_the_selected_neighbours():
-    torch.manual_seed(1)
-    head = LocalAggregationHead(16, num_heads=2, k=2).eval()
-    feats = torch.randn(1, 16, 16)
-    pos = torch.arange(16)[None]
+def test_masked_keys_do_not_count():
+    """A corner patch has 3 neighbours: its target with k=4 (one key masked) equals the same head with k=3."""
+    torch.manual_seed(0)
+    h4 = LocalAggregationHead(16, num_heads=2, k=4).eval()
+    h3 = LocalAggregationHead(16, num_heads=2, k=3).eval()
+    h3.load_state_dict(h4.state_dict())
+    feats = F.layer_norm(torch.randn(2, 16, 16), (16,))
+    corners = torch.tensor([[0, 3, 12, 15]] * 2)
+    assert torch.allclose(h4(feats, (4, 4), corners), h3(feats, (4, 4), corners), atol=1e-6)
+    inner = torch.tensor([[5, 6]] * 2)  # 8 neighbours: k matters
+    assert not torch.allclose(h4(feats, (4, 4), inner), h3(feats, (4, 4), inner), atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------- the targets
+def test_target_reads_its_patch_only_through_the_mean_and_the_selection():
+    """Patch 5 of a 4x4 grid; patch 15 is outside its 3x3 window. With k=8 every neighbour is selected, so the
+    selection cannot move: changing h_5 while holding the image mean (compensating at patch 15) leaves s_5 as is.
+    The query is the image mean: moving patch 15 alone changes s_5; so does changing a neighbour."""
+    torch.manual_seed(0)
+    head = LocalAggregationHead(16, num_heads=2, k=8, init_std=0.2).eval()  # visible effects
+    h = torch.randn(1, 16, 16)
     q = torch.tensor([[5]])
-    slots, _ = head.select(feats, pos, (4, 4), q)
-    out = head(feats, pos, (4, 4), q)
-    chosen = set(slots[0, 0].tolist())
-    other = next(i for i in neighbour_table((4, 4), 3)[5].tolist() if i not in chosen)
-    far = feats.clone()
-    far[0, 15] += 5.0  # not a neighbour of patch 5
-    assert torch.allclose(head(far, pos, (4, 4), q), out, atol=1e-6)
-    scaled = feats.clone()
-    scaled[0, other] *= 0.01  # a neighbour that was not selected, moved further away (less similar)
-    scaled[0, other] -= feats[0, 5]
-    slots2, _ = head.select(scaled, pos, (4, 4), q)
-    assert set(slots2[0, 0].tolist()) == chosen
-    assert torch.allclose(head(scaled, pos, (4, 4), q), out, atol=1e-6)
-    moved = feats.clone()
-    moved[0, slots[0, 0, 0]] += 0.5 * feats[0, 5]  # a selected neighbour changes: the output changes
-    assert not torch.allclose(head(moved, pos, (4, 4), q), out, atol=1e-4)
+    s = head(h, (4, 4), q)
+    delta = 3.0 * torch.randn(16)
+    own = h.clone()
+    own[0, 5] += delta
+    own[0, 15] -= delta                                    # the mean is unchanged
+    assert torch.allclose(own.mean(1), h.mean(1), atol=1e-6)
+    assert torch.allclose(head(own, (4, 4), q), s, atol=1e-5)
+    far = h.clone()
+    far[0, 15] += delta                                    # not a neighbour, but the mean moves
+    assert not torch.allclose(head(far, (4, 4), q), s, atol=1e-3)
+    near = h.clone()
+    near[0, 0] += delta                                    # a (selected) neighbour ...
+    near[0, 15] -= delta                                   # ... with the mean held
+    assert not torch.allclose(head(near, (4, 4), q), s, atol=1e-3)
+
+
+def test_target_depends_on_the_selected_neighbours_not_on_the_others():
+    torch.manual_seed(1)
+    head = LocalAggregationHead(16, num_heads=2, k=2, init_std=0.2).eval()
+    h = torch.randn(1, 16, 16)
+    q = torch.tensor([[5]])
+    idx, _ = head.select(h, (4, 4), q)
+    s = head(h, (4, 4), q)
+    chosen = set(idx[0, 0].tolist())
+    other = next(j for j in neighbour_table((4, 4), 3)[5].tolist() if j not in chosen)
+    moved = h.clone()
+    delta = -h[0, 5] - moved[0, other]                     # `other` becomes -h_5: the least similar possible
+    moved[0, other] += delta
+    moved[0, 15] -= delta                                  # the mean held
+    assert set(head.select(moved, (4, 4), q)[0][0, 0].tolist()) == chosen
+    assert torch.allclose(head(moved, (4, 4), q), s, atol=1e-5)
+    sel = h.clone()
+    sel[0, idx[0, 0, 0]] += 0.5 * h[0, 5]                  # a selected neighbour changes (and stays selected)
+    sel[0, 15] -= 0.5 * h[0, 5]
+    assert set(head.select(sel, (4, 4), q)[0][0, 0].tolist()) == chosen
+    assert not torch.allclose(head(sel, (4, 4), q), s, atol=1e-4)
+
+
+def test_targets_at_init_are_not_the_ijepa_targets():
+    """The old definition (the patch's own latent as query, key and residual) gave cos 0.9999 with the I-JEPA
+    target at init (0.9989 at the tiny recipe's width); aggregating the neighbours into the image-mean token
+    gives about 0.84."""
+    torch.manual_seed(0)
+    model = tiny_dmt(loss="l2").eval()
+    x = torch.randn(8, 3, 16, 16)
+    m = model.masks(8, (4, 4), generator=torch.Generator().manual_seed(0))
+    _, targets, _, _ = model.forward_loss(x, m)
+    h = F.layer_norm(model.teacher(x), (32,))
+    ijepa = torch.stack([h[b, m.targets[b]] for b in range(8)])
+    cos = F.cosine_similarity(targets, ijepa, dim=-1).mean().item()
+    assert cos < 0.95, cos
 
 
 def test_batch_alignment_each_sample_uses_only_its_own_tokens():
@@ -121,24 +160,40 @@ def test_batch_alignment_each_sample_uses_only_its_own_tokens():
     model = tiny_dmt(loss="l2").eval()
     x = torch.randn(3, 3, 16, 16)
     m = model.masks(3, (4, 4), generator=torch.Generator().manual_seed(0))
-    _, targets, _ = model.forward_loss(x, m)
+    _, targets, _, _ = model.forward_loss(x, m)
     x2 = x.clone()
     x2[1] = torch.randn(3, 16, 16)  # perturb sample 1 only
-    _, targets2, _ = model.forward_loss(x2, m)
+    _, targets2, _, _ = model.forward_loss(x2, m)
     assert torch.equal(targets[0], targets2[0]) and torch.equal(targets[2], targets2[2])
     assert not torch.allclose(targets[1], targets2[1])
-    # the batched targets equal per-sample runs (a `repeat`-style misalignment mixes samples and fails this)
+    # the batched targets equal per-sample runs (a `repeat`-tiled mean query mixes samples and fails this)
     h = F.layer_norm(model.teacher(x), (32,))
-    every = torch.arange(16).expand(3, 16)
     q = m.targets.flatten(1)
-    batched = model.target_head(h, every, (4, 4), q)
-    single = torch.cat([model.target_head(h[b:b + 1], every[:1], (4, 4), q[b:b + 1]) for b in range(3)])
+    head = model.target_head
+    batched = head(h, (4, 4), q)
+    single = torch.cat([head(h[b:b + 1], (4, 4), q[b:b + 1]) for b in range(3)])
     assert torch.allclose(batched, single, atol=1e-5)
-    # the context side too
-    z = model.encoder(x, keep=m.context)
-    ctx = model.head(z, m.context, (4, 4))
-    single = torch.cat([model.head(z[b:b + 1], m.context[b:b + 1], (4, 4)) for b in range(3)])
-    assert torch.allclose(ctx, single, atol=1e-5)
+
+
+def test_global_mode_shape_own_sample_only_and_order_equivariant():
+    torch.manual_seed(0)
+    head = LocalAggregationHead(16, num_heads=2, init_std=0.2).eval()
+    z = torch.randn(3, 7, 16)
+    out = head(z)
+    assert out.shape == (3, 7, 16)
+    z2 = z.clone()
+    z2[1] += torch.randn(7, 16)
+    out2 = head(z2)
+    assert torch.equal(out[0], out2[0]) and torch.equal(out[2], out2[2])
+    assert not torch.allclose(out[1], out2[1])
+    single = torch.cat([head(z[b:b + 1]) for b in range(3)])
+    assert torch.allclose(out, single, atol=1e-5)
+    perm = torch.randperm(7)
+    assert torch.allclose(head(z[:, perm]), out[:, perm], atol=1e-5)  # no positions: a set operation
+    # the summary reads every visible token: changing one changes all the others' outputs
+    z3 = z.clone()
+    z3[0, 0] += 2.0 * torch.randn(16)
+    assert not torch.allclose(head(z3)[0, 1:], out[0, 1:], atol=1e-4)
 
 
 def test_targets_gradients_and_ema_head():
@@ -146,7 +201,7 @@ def test_targets_gradients_and_ema_head():
     model = tiny_dmt(loss="l2")
     x = torch.randn(2, 3, 16, 16)
     m = model.masks(2, (4, 4), generator=torch.Generator().manual_seed(0))
-    loss, targets, features = model.forward_loss(x, m)
+    loss, targets, features, _ = model.forward_loss(x, m)
     b, t, k = m.targets.shape
     assert targets.shape == (b, t, k, 32) and features.shape == (2, 32)
     assert torch.allclose(targets.mean(-1), torch.zeros(b, t, k), atol=1e-5)  # the head ends in a LayerNorm
@@ -158,11 +213,34 @@ def test_targets_gradients_and_ema_head():
     assert "LocalAggregationHead" in names and "EMATeacher" not in names
 
 
+def test_state_dict_round_trip_with_weights_only(tmp_path):
+    torch.manual_seed(0)
+    model = tiny_dmt(loss="l2").eval()
+    torch.nn.init.normal_(model.target_head.module.blocks[1].xattn.proj.weight)  # the EMA head differs
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    torch.manual_seed(1)
+    fresh = tiny_dmt(loss="l2").eval()
+    fresh.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
+    x = torch.randn(2, 3, 16, 16)
+    m = model.masks(2, (4, 4), generator=torch.Generator().manual_seed(0))
+    (l1, t1, _, _), (l2, t2, _, _) = model.forward_loss(x, m), fresh.forward_loss(x, m)
+    assert torch.equal(t1, t2) and torch.equal(l1, l2)
+
+
 def test_bad_configuration_errors_name_the_value():
     with pytest.raises(ValueError, match=r"k must be in \[1, 8\] for window=3.*got 9"):
         LocalAggregationHead(32, k=9)
     with pytest.raises(ValueError, match="window must be an odd integer >= 3, got 4"):
         LocalAggregationHead(32, window=4)
+    head = LocalAggregationHead(32)
+    with pytest.raises(ValueError, match=r"tokens cover 15 patches, the grid \(4, 4\) has 16"):
+        head(torch.randn(1, 15, 32), (4, 4), torch.tensor([[0]]))
+    with pytest.raises(ValueError, match=r"queries must be \[B=1, Q\] patch indices, got \[2, 1\]"):
+        head(torch.randn(1, 16, 32), (4, 4), torch.tensor([[0], [1]]))
+    with pytest.raises(ValueError, match="target mode \\(queries given\\) needs grid_size"):
+        head(torch.randn(1, 16, 32), queries=torch.tensor([[0]]))
+    with pytest.raises(ValueError, match=r"expects tokens \[B, N, 32\], got \[1, 16, 48\]"):
+        head(torch.randn(1, 16, 48))
     enc = VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=4)
     pred = TransformerPredictor(grid_size=(4, 4), embed_dim=32, predictor_dim=16, depth=1, num_heads=4)
     with pytest.raises(ValueError, match="head embed_dim=48 does not match the encoder's 32"):
@@ -248,7 +326,7 @@ def test_short_fit_on_scenes_lowers_loss_and_moves_both_ema_networks(tmp_path):
     head0 = model.target_head.module.blocks[0].xattn.q.weight.clone()
     trainer.fit(model, datamodule=dm)
     first, last = sum(losses.values[:3]) / 3, sum(losses.values[-3:]) / 3
-    assert last < 0.7 * first, (first, last)
+    assert last < 0.75 * first, (first, last)  # measured 0.68
     assert not torch.equal(model.target_head.module.blocks[0].xattn.q.weight, head0)  # EMA moved
     assert not torch.equal(model.target_head.module.blocks[0].xattn.q.weight, model.head.blocks[0].xattn.q.weight)
 

@@ -1,43 +1,42 @@
 """DMT-JEPA (Mo & Yun, 2024): I-JEPA whose targets are aggregated from semantically similar neighbouring patches.
 
 I-JEPA regresses each masked patch onto the teacher's latent of that patch alone. DMT-JEPA makes the target
-*discriminative* by building it from the patch's semantic neighbourhood:
+*discriminative* by building it from the patch's semantic neighbourhood, not from the patch itself:
 
     for each batch x:
         masks   <- I-JEPA multi-block sampler (context block, 4 target blocks)          [on_after_batch_transfer]
         h       <- LayerNorm(teacher(x))                                   full image, no grad
+        g       <- mean_j h_j                                              one summary token per image
         # Masked Semantic Neighbouring (MSN), for each target patch i:
         W(i)    <- the patches of the window x window neighbourhood of i on the grid, i itself and patches
                    outside the grid excluded (no wrap-around)
         P(i)    <- the top-k (default 4) j in W(i) by cosine similarity cos(h_i, h_j)
-        # Local Aggregation Target (LAT):
-        s_i     <- target head(query h_i; keys/values {h_i} U {h_j : j in P(i)})   2 cross-attention blocks
-        # Context side, the same operator with the student head on the visible tokens:
+        # Local Aggregation Target (LAT), the EMA head, 2 class-attention blocks:
+        s_i     <- g
+        s_i     <- s_i + attn(query s_i; keys/values {s_i} U {h_j : j in P(i)});  s_i <- s_i + mlp(s_i)   x2
+        s_i     <- LayerNorm(s_i)          (h_i enters s_i only through g and the choice of P(i))
+        # Context side, the same head's parameters in 'global' mode on the visible tokens:
         z       <- encoder(x at the context block)
-        z'_c    <- head(query z_c; keys/values {z_c} U top-k of its visible grid neighbours), every context c
-        pred    <- predictor(z', context positions, target positions)
+        z       <- z + attn(query mean(z); keys/values {mean(z)} U z) (added to every token); z <- z + mlp(z)   x2
+        z       <- LayerNorm(z)
+        pred    <- predictor(z, context positions, target positions)
         loss    <- smooth-L1 (or L2) between pred and s at the target positions
         step AdamW (encoder, head, predictor); teacher <- EMA(encoder), target head <- EMA(head)
 
 Design notes and differences from the reference code (DMTJEPA/DMTJEPA, `src/models/local_agg_head.py`):
 
+- Targets are computed at the target positions only (the reference aggregates all N patches, then selects).
 - The neighbourhood is an index table [N, window**2 - 1] built once per (grid, window, device) and cached; the
-  gather is one batched advanced-indexing op with an explicit batch index (`tokens[arange(B)[:, None, None],
-  slots]`), so sample b's target reads only sample b's tokens. The reference tiles its per-image query with
-  `repeat` (batch order b-major vs. patch-major: samples get each other's queries; `repeat_interleave` is
-  right), hard-codes the token counts (196/256/36) and imports an undefined `Mlp`; none of that here.
+  gathers are batched advanced indexing with an explicit batch index, so sample b's targets read only sample
+  b's tokens and sample b's summary token. The reference tiles the per-image summary token with `repeat`
+  (b-major vs. patch-major order: samples get each other's queries); here every query row of image b starts
+  from image b's mean (`repeat_interleave` order). It also hard-codes the token counts (196/256/36) and
+  imports an undefined `Mlp`; none of that here.
 - Border patches: the reference wraps the window around the grid (torus), so a patch on the left edge gets
-  neighbours from the right edge. Here patches outside the grid are not neighbours; when fewer than k valid
-  neighbours exist (corners of a 3x3 window have 3) the missing keys are masked out of the attention.
-- Query: the paper aggregates the neighbours *of the masked patch*, so the patch's own latent is the query
-  (and a key). The reference queries with the image-mean token instead.
-- Context side: the reference passes the context tokens through its head in a "global" mode (every token
-  gets the same class-attention summary of all context tokens added). We apply the paper's operator
-  symmetrically: the student head aggregates each context token with its top-k most similar *visible* grid
-  neighbours (MSN restricted to the context), so predictor inputs and targets are built by the same local
-  aggregation; the target head is the EMA of this head, as in the reference.
-- Neighbour selection compares LayerNorm-ed (no affine) features on both sides; teacher features are already
-  layer-normed, as in I-JEPA.
+  neighbours from the right edge. Here patches outside the grid are not neighbours; when fewer than k exist
+  (a corner of a 3x3 window has 3) the missing keys are masked out of the attention.
+- Similarities are computed in fp32 (autocast off) so that bf16 rounding does not reorder neighbours; the
+  head's residual output projections are scaled by 1/sqrt(2 i) at init, like the encoders'.
 """
 
 from __future__ import annotations
@@ -50,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jepa_lightning.masks import Masks, MultiBlockMask2D
+from jepa_lightning.methods.base import StepOutput
 from jepa_lightning.methods.ijepa import IJEPA
 from jepa_lightning.nn import TransformerPredictor, VisionTransformer
 from jepa_lightning.nn.pooler import CrossAttentionBlock
@@ -76,39 +76,53 @@ def neighbour_table(grid_size: tuple[int, int], window: int, device: torch.devic
 
 
 def _batch_gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """x [B, M, D], idx [B, ...] (valid slots) -> [B, ..., D]: row b of the result reads x[b] only."""
+    """x [B, M, D], idx [B, ...] -> [B, ..., D]: row b of the result reads x[b] only."""
     b = torch.arange(x.size(0), device=x.device).view(-1, *([1] * (idx.dim() - 1)))
     return x[b, idx]
 
 
-class MaskedCrossAttentionBlock(CrossAttentionBlock):
-    """The pooler's cross-attention block (q <- q + xattn(q, norm(x)); q <- q + mlp(norm(q))) with a key mask:
-    `forward(q [B, Q, D], x [B, L, D], key_mask [B, L] bool, True = attend)`."""
+class ClassAttentionBlock(CrossAttentionBlock):
+    """A class-attention block (CaiT) in the reference head's two modes; `forward` (not separate methods) so that
+    FSDP2's per-block hooks gather the parameters.
 
-    def forward(self, q: torch.Tensor, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if key_mask is None:
-            return super().forward(q, x)
-        attn, (b, nq, d), h = self.xattn, q.shape, self.xattn.num_heads
-        x = self.norm1(x)
-        qh = attn.q(q).reshape(b, nq, h, d // h).transpose(1, 2)                           # [B, h, Q, d/h]
-        k, v = attn.kv(x).reshape(b, x.size(1), 2, h, d // h).permute(2, 0, 3, 1, 4)      # 2 x [B, h, L, d/h]
-        out = F.scaled_dot_product_attention(qh, k, v, attn_mask=key_mask[:, None, None, :])
-        q = q + attn.proj(out.transpose(1, 2).reshape(b, nq, d))
-        return q + self.mlp(self.norm2(q))
+    - `forward(x [R, L, D], query [R, 1, D], key_mask [R, L] bool)`: the query attends to {query} U x (masked
+      keys excluded; the query itself always attends); q <- q + attn; q <- q + mlp(norm(q)). Returns [R, 1, D].
+    - `forward(x [R, L, D])`: the same with query = mean(x), the attention summary added to every token of x;
+      x <- x + mlp(norm(x)). Returns [R, L, D].
+    Query and keys are normalised (norm1 on {query} U x).
+    """
+
+    def forward(self, x: torch.Tensor, query: torch.Tensor | None = None, key_mask: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        s = x.mean(1, keepdim=True) if query is None else query
+        attn, (r, _, d), h = self.xattn, s.shape, self.xattn.num_heads
+        u = self.norm1(torch.cat([s, x], dim=1))                                         # [R, 1 + L, D]
+        q = attn.q(u[:, :1]).reshape(r, 1, h, d // h).transpose(1, 2)                    # [R, h, 1, d/h]
+        k, v = attn.kv(u).reshape(r, u.size(1), 2, h, d // h).permute(2, 0, 3, 1, 4)    # 2 x [R, h, 1+L, d/h]
+        if key_mask is not None:
+            key_mask = torch.cat([key_mask.new_ones(r, 1), key_mask], dim=1)[:, None, None, :]
+        out = attn.proj(F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask).transpose(1, 2).reshape(r, 1, d))
+        y = (x if query is None else query) + out                                        # broadcast in global mode
+        return y + self.mlp(self.norm2(y))
 
 
 class LocalAggregationHead(nn.Module):
-    """DMT-JEPA's Masked Semantic Neighbouring + Local Aggregation: for each query token, its top-k most
-    cosine-similar tokens among its window x window grid neighbours, aggregated with the query by `depth`
-    cross-attention blocks (the query attends to itself and its k neighbours), then LayerNorm.
+    """DMT-JEPA's head: `depth` class-attention blocks and a final LayerNorm, used in two modes.
+
+    - `forward(tokens, grid_size, queries)` (the reference's `loc=True`, on the EMA copy): Masked Semantic
+      Neighbouring + Local Aggregation Target. For each query patch i, the image-mean token attends to itself
+      and the top-k most cosine-similar of i's window x window grid neighbours (i excluded).
+    - `forward(tokens)` (the reference's global mode, on the context tokens): each block adds to every token the
+      attention summary of the mean token over (mean, tokens), the mean recomputed before each block.
 
     Args:
         embed_dim: token width (the encoder's).
-        num_heads: attention heads of the cross-attention blocks.
-        depth: cross-attention blocks (the paper: 2).
+        num_heads: attention heads of the blocks.
+        depth: class-attention blocks (the paper: 2).
         window: odd side of the neighbourhood window on the patch grid (the paper: 3).
-        k: neighbours kept per token (the paper: 4); at most window**2 - 1.
+        k: neighbours kept per patch (the paper: 4); at most window**2 - 1.
         mlp_ratio: MLP width of the blocks relative to `embed_dim`.
+        init_std: std of the truncated-normal initialisation of the linear layers.
     """
 
     def __init__(self, embed_dim: int, num_heads: int = 4, depth: int = 2, window: int = 3, k: int = 4,
@@ -124,7 +138,7 @@ class LocalAggregationHead(nn.Module):
         if embed_dim % num_heads:
             raise ValueError(f"LocalAggregationHead: embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
         self.embed_dim, self.window, self.k = embed_dim, window, k
-        self.blocks = nn.ModuleList(MaskedCrossAttentionBlock(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
+        self.blocks = nn.ModuleList(ClassAttentionBlock(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         init_vit_weights(self, init_std)
         with torch.no_grad():  # residual output projections of block i scaled by 1/sqrt(2 i), as the encoders
@@ -140,50 +154,54 @@ class LocalAggregationHead(nn.Module):
             self._tables[key] = neighbour_table(grid_size, self.window, device)
         return self._tables[key]
 
-    def select(self, tokens: torch.Tensor, positions: torch.Tensor, grid_size: tuple[int, int],
-               queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Masked Semantic Neighbouring.
+    def _check(self, tokens: torch.Tensor) -> None:
+        if tokens.dim() != 3 or tokens.size(-1) != self.embed_dim:
+            raise ValueError(f"LocalAggregationHead(embed_dim={self.embed_dim}) expects tokens [B, N, "
+                             f"{self.embed_dim}], got {list(tokens.shape)}")
 
-        tokens [B, M, D] sit at flat grid positions `positions` [B, M] (distinct per row); `queries` [B, Q] are
-        slots into `tokens`. For each query, the slots of its top-k most cosine-similar (LayerNorm-ed features)
-        tokens among its window neighbours that are present in `tokens`. Returns (slots [B, Q, k], valid
-        [B, Q, k]); invalid entries (fewer than k neighbours present) hold slot 0 and must be masked.
-        """
-        B, M, _ = tokens.shape
-        n = int(grid_size[0]) * int(grid_size[1])
-        if positions.shape != (B, M):
-            raise ValueError(f"positions must be [B, M] = {[B, M]} like the tokens, got {list(positions.shape)}")
-        slot_of = torch.full((B, n), -1, dtype=torch.long, device=tokens.device)            # grid -> slot
-        slot_of.scatter_(1, positions, torch.arange(M, device=tokens.device).expand(B, M))
-        qpos = positions.gather(1, queries)                                               # [B, Q]
-        npos = self.table(grid_size, tokens.device)[qpos]                                 # [B, Q, W]
-        nslot = slot_of.gather(1, npos.clamp(min=0).flatten(1)).view_as(npos)
-        valid = (npos >= 0) & (nslot >= 0)
-        nslot = nslot.clamp(min=0)
-        with torch.no_grad():
-            f = F.normalize(F.layer_norm(tokens.detach().float(), tokens.shape[-1:]), dim=-1)
-            sim = (_batch_gather(f, nslot) * _batch_gather(f, queries)[:, :, None, :]).sum(-1)   # [B, Q, W]
-            sim = sim.masked_fill(~valid, float("-inf"))
+    def select(self, tokens: torch.Tensor, grid_size: tuple[int, int], queries: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked Semantic Neighbouring. tokens [B, N, D] cover the H x W grid (row-major); `queries` [B, Q] are
+        patch indices. For each query, the indices of its top-k most cosine-similar window neighbours, most
+        similar first. Returns (idx [B, Q, k], valid [B, Q, k]); invalid entries (fewer than k neighbours inside
+        the grid) hold index 0 and must be masked."""
+        self._check(tokens)
+        B, N, _ = tokens.shape
+        if N != int(grid_size[0]) * int(grid_size[1]):
+            raise ValueError(f"tokens cover {N} patches, the grid {tuple(grid_size)} has "
+                             f"{int(grid_size[0]) * int(grid_size[1])}")
+        if queries.dim() != 2 or queries.size(0) != B:
+            raise ValueError(f"queries must be [B={B}, Q] patch indices, got {list(queries.shape)}")
+        npos = self.table(grid_size, tokens.device)[queries]                             # [B, Q, W]
+        valid = npos >= 0
+        npos = npos.clamp(min=0)
+        with torch.no_grad(), torch.autocast(tokens.device.type, enabled=False):
+            f = F.normalize(tokens.detach().float(), dim=-1)
+            sim = torch.bmm(_batch_gather(f, queries), f.transpose(1, 2))                 # [B, Q, N]
+            sim = sim.gather(-1, npos).masked_fill(~valid, float("-inf"))                 # [B, Q, W]
             top = sim.topk(self.k, dim=-1)
-        return nslot.gather(-1, top.indices), top.values > float("-inf")
+        return npos.gather(-1, top.indices), top.values > float("-inf")
 
-    def forward(self, tokens: torch.Tensor, positions: torch.Tensor, grid_size: tuple[int, int],
+    def forward(self, tokens: torch.Tensor, grid_size: tuple[int, int] | None = None,
                 queries: torch.Tensor | None = None) -> torch.Tensor:
-        """Aggregated tokens [B, Q, D] for the query slots `queries` [B, Q] (all slots when None) of `tokens`
-        [B, M, D] at flat grid positions `positions` [B, M]."""
-        B, M, D = tokens.shape
-        if D != self.embed_dim:
-            raise ValueError(f"LocalAggregationHead(embed_dim={self.embed_dim}) got tokens of width {D}")
+        """Global mode (`queries` None): tokens [B, M, D] (e.g. each image's visible context tokens) -> [B, M, D].
+        Target mode: the local aggregation targets [B, Q, D] of the patches `queries` [B, Q] from the teacher's
+        LayerNorm-ed tokens [B, N, D] over the whole `grid_size` grid."""
+        self._check(tokens)
         if queries is None:
-            queries = torch.arange(M, device=tokens.device).expand(B, M)
-        slots, valid = self.select(tokens, positions, grid_size, queries)                # [B, Q, k]
-        Q = queries.size(1)
-        q = _batch_gather(tokens, queries).reshape(B * Q, 1, D)
-        neighbours = _batch_gather(tokens, slots).reshape(B * Q, self.k, D)
-        mask = torch.cat([valid.new_ones(B, Q, 1), valid], dim=-1).reshape(B * Q, 1 + self.k)
-        for blk in self.blocks:  # the query attends to (its current self, its k neighbours)
-            q = blk(q, torch.cat([q, neighbours], dim=1), mask)
-        return self.norm(q).view(B, Q, D)
+            for blk in self.blocks:
+                tokens = blk(tokens)
+            return self.norm(tokens)
+        if grid_size is None:
+            raise ValueError("LocalAggregationHead: target mode (queries given) needs grid_size")
+        idx, valid = self.select(tokens, grid_size, queries)                             # [B, Q, k]
+        (B, Q), D = queries.shape, self.embed_dim
+        neighbours = _batch_gather(tokens, idx).reshape(B * Q, self.k, D)
+        mask = valid.reshape(B * Q, self.k)
+        s = tokens.mean(1, keepdim=True).expand(B, Q, D).reshape(B * Q, 1, D)   # row b*Q + q: image b's mean
+        for blk in self.blocks:
+            s = blk(neighbours, s, mask)
+        return self.norm(s).view(B, Q, D)
 
 
 class DMTJEPA(IJEPA):
@@ -191,7 +209,7 @@ class DMTJEPA(IJEPA):
 
     Args:
         encoder, predictor, masks, loss: as :class:`~jepa_lightning.methods.ijepa.IJEPA`.
-        head: the student local-aggregation head (context side); its EMA copy builds the targets. Default:
+        head: the student head (global mode on the context tokens); its EMA copy builds the targets. Default:
             `LocalAggregationHead(encoder.embed_dim)` (2 blocks, 3x3 window, k=4).
         **kwargs: the schedules etc. of :class:`~jepa_lightning.methods.base.JEPAModule`.
     """
@@ -211,22 +229,19 @@ class DMTJEPA(IJEPA):
         self.head = head
         self.target_head = EMATeacher(head)
 
-    def forward_loss(self, x: torch.Tensor, m: Masks) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(loss, targets [B, T, K, D], pooled teacher features [B, D]) on images x with masks m."""
-        grid = tuple(self.encoder.grid_size)
+    def forward_loss(self, x: torch.Tensor, m: Masks) -> StepOutput:
+        """(loss, targets [B, T, K, D], pooled teacher features [B, D], predictions) on images x, masks m."""
         B, T, K = m.targets.shape
         with torch.no_grad():
             h = self.teacher(x)
             features = h.mean(1)
             h = F.layer_norm(h, h.shape[-1:])
-            every = torch.arange(h.size(1), device=h.device).expand(B, -1)
-            targets = self.target_head(h, every, grid, queries=m.targets.reshape(B, T * K)).view(B, T, K, -1)
-        z = self.encoder(x, keep=m.context)                            # [B, Kc, D]
-        z = self.head(z, m.context, grid)                              # local aggregation over visible tokens
+            targets = self.target_head(h, tuple(self.encoder.grid_size), m.targets.reshape(B, T * K)).view(B, T, K, -1)
+        z = self.head(self.encoder(x, keep=m.context))                 # [B, Kc, D], global mode
         pred = self.predictor(z, m.context, m.targets)                 # [B, T, K, D]
-        return self.loss_fn(pred.float(), targets.float()), targets, features
+        return StepOutput(self.loss_fn(pred.float(), targets.float()), targets, features, pred)
 
     # ------------------------------------------------------------ the EMA head
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        self.target_head.update(self.head, self.ema_momentum(self.global_step))
+        self.target_head.update(self.head, self.ema_momentum(self.global_step + 1))  # as the teacher's update
