@@ -22,3 +22,60 @@ def cached(path: Path, compute: Callable[..., dict], *args: Any, fresh: bool = F
     result = compute(*args, **kwargs)
     path.write_text(json.dumps(result, default=str))
     return result
+
+
+# --------------------------------------------------------------------------- the one result schema
+# Every paper-claim benchmark writes one JSON per run in this schema to benchmarks/results/<name>.json;
+# benchmarks/fidelity/report.py renders the README summary and docs/results/<variant>.md from those files.
+#
+# {"schema": 1, "name": "ijepa_scenes", "variant": "I-JEPA", "benchmark": "benchmarks/fidelity/x.py",
+#  "setting": "one line: data, model, steps", "config": {...}, "seeds": [0, 1, 2], "seconds": 812.3,
+#  "probes": [{"name": "linear", "metric": "accuracy %", "higher_is_better": true,
+#              "scores": {"random_init": [per seed], "pretrained": [per seed], "<other arm>": [per seed]}}],
+#  "claims": [{"statement": "...", "value": 3.1, "criterion": "> 2 combined std (1.4)", "holds": true}],
+#  "monitors": {"<arm>": {"train/target_std": [[step, value], ...]}},     (optional: curves to plot)
+#  "notes": "anything a reader must know"}
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+SCHEMA_VERSION = 1
+
+
+def probe_entry(name: str, metric: str, scores: dict[str, list[float]], higher_is_better: bool = True) -> dict:
+    """One probe's per-seed scores by arm ("random_init" and "pretrained" at least, same seed order)."""
+    lengths = {arm: len(v) for arm, v in scores.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"probe {name!r}: arms have different numbers of seeds: {lengths}")
+    return {"name": name, "metric": metric, "higher_is_better": higher_is_better,
+            "scores": {arm: [round(float(x), 4) for x in v] for arm, v in scores.items()}}
+
+
+def claim_entry(statement: str, value: float, criterion: str, holds: bool | None) -> dict:
+    """One paper claim: its measured value, the criterion it was judged by, and the verdict (None: not judged)."""
+    return {"statement": statement, "value": round(float(value), 4), "criterion": criterion, "holds": holds}
+
+
+def gain_claim(statement: str, better: list[float], worse: list[float], sigmas: float = 2.0) -> dict:
+    """`better` beats `worse` (per-seed scores) by more than `sigmas` x their combined std (sqrt(s1^2 + s2^2))."""
+    diff = statistics.mean(better) - statistics.mean(worse)
+    spread = (summary(better)["std"] ** 2 + summary(worse)["std"] ** 2) ** 0.5
+    return claim_entry(statement, diff, f"> {sigmas:g} x combined std ({sigmas * spread:.3g})",
+                       bool(diff > sigmas * spread))
+
+
+def save_result(name: str, variant: str, benchmark: str, setting: str, config: dict, seeds: list[int],
+                seconds: float, probes: list[dict], claims: list[dict], monitors: dict | None = None,
+                notes: str = "", directory: Path | None = None) -> Path:
+    """Write one run's result in the schema above; returns the file's path."""
+    result = {"schema": SCHEMA_VERSION, "name": name, "variant": variant, "benchmark": benchmark,
+              "setting": setting, "config": config, "seeds": list(seeds), "seconds": round(float(seconds), 1),
+              "probes": probes, "claims": claims, "monitors": monitors or {}, "notes": notes}
+    for p in probes:
+        missing = {"random_init", "pretrained"} - set(p["scores"])
+        if missing:
+            raise ValueError(f"probe {p['name']!r} lacks the arm(s) {sorted(missing)}")
+        if any(len(v) != len(seeds) for v in p["scores"].values()):
+            raise ValueError(f"probe {p['name']!r}: one score per seed {list(seeds)} expected")
+    directory = directory or RESULTS
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
+    path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    return path
