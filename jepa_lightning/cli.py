@@ -26,7 +26,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from datamodules.common import SkippedReport
 from jepa_lightning.checkpointing import AtomicCheckpointIO, last_checkpoint_path
 from jepa_lightning.distributed import close_process_group
-from jepa_lightning.eval.flops import TrainingFLOPs
+from jepa_lightning.eval.flops import ParameterSummary, TrainingFLOPs
 from jepa_lightning.launch.requeue import RequeueOnSignal
 
 # Expected by design, not problems: the method draws masks in `on_after_batch_transfer` while DataModules use
@@ -44,7 +44,8 @@ def trainer_defaults() -> dict:
     # `callbacks` given here are always present (not replaced by a recipe's list); the logger is a default.
     return {
         "logger": lazy_instance(TensorBoardLogger, save_dir="runs", name="default"),
-        "callbacks": [LearningRateMonitor(logging_interval="step"), RequeueOnSignal(), SkippedReport()],
+        "callbacks": [LearningRateMonitor(logging_interval="step"), RequeueOnSignal(), SkippedReport(),
+                      ParameterSummary()],
         "log_every_n_steps": 10,
     }
 

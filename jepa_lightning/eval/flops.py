@@ -13,6 +13,8 @@ from typing import Any
 import lightning as L
 import torch
 import torch.utils.flop_counter as _fc
+from lightning.pytorch.callbacks import ModelSummary
+from lightning.pytorch.utilities.model_summary.model_summary import get_formatted_model_size, get_human_readable_count
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -201,3 +203,28 @@ class TrainingFLOPs(L.Callback):
         self.batches = int(state_dict["batches"])
         self.measured = [int(v) for v in state_dict["measured"]]
         self.world_size = state_dict["world_size"]
+
+
+class ParameterSummary(ModelSummary):
+    """Lightning's model summary without its FLOPs column and "Total FLOPs" line, which read 0 for a JEPA
+    module (Lightning counts them only for an `example_input_array`): `TrainingFLOPs` reports the real cost of
+    a training step. Layers, types, parameters and modes as Lightning prints them."""
+
+    @staticmethod
+    def summarize(summary_data: list[tuple[str, list[str]]], total_parameters: int, trainable_parameters: int,
+                  model_size: float, total_training_modes: dict[str, int], total_flops: int,
+                  **summarize_kwargs: Any) -> None:
+        columns = [(name, [str(v) for v in values]) for name, values in summary_data if name != "FLOPs"]
+        widths = [max([len(name), *(len(v) for v in values)]) for name, values in columns]
+        rows = [" | ".join(name.ljust(w) for (name, _), w in zip(columns, widths))]
+        rows.append("-" * len(rows[0]))
+        for i in range(len(columns[0][1]) if columns else 0):
+            rows.append(" | ".join(values[i].ljust(w) for (_, values), w in zip(columns, widths)))
+        rows.append("-" * len(rows[0]))
+        for value, what in ((get_human_readable_count(trainable_parameters), "Trainable params"),
+                            (get_human_readable_count(total_parameters - trainable_parameters), "Non-trainable params"),
+                            (get_formatted_model_size(model_size), "Total estimated model params size (MB)"),
+                            (total_training_modes["train"], "Modules in train mode"),
+                            (total_training_modes["eval"], "Modules in eval mode")):
+            rows.append(f"{value!s:<10} {what}")
+        rank_zero_info("\n".join(rows))
