@@ -37,16 +37,18 @@ bench: install  ## speed benchmarks (JSON on stdout)
 	$(PY) benchmarks/scaling.py
 	$(PY) benchmarks/video_loader.py
 
-reproduce: install  ## paper-claim experiments at small scale (slow)
-	$(PY) benchmarks/fidelity/ijepa_digits.py
+reproduce: install  ## paper-claim experiments at small scale (slow); results -> benchmarks/results, README, docs/results
+	$(PY) benchmarks/fidelity/image_jepa.py
+	$(PY) benchmarks/fidelity/ijepa_collapse.py
+	$(PY) benchmarks/fidelity/reference_parity.py
 	$(PY) benchmarks/fidelity/salt.py
 	$(PY) benchmarks/fidelity/t_jepa.py
 	$(PY) benchmarks/fidelity/linear_theory.py
 	$(PY) benchmarks/fidelity/seq_jepa.py
-	$(PY) benchmarks/fidelity/dmt_jepa.py
 	$(PY) benchmarks/fidelity/act_jepa.py
 	$(PY) benchmarks/fidelity/td_jepa.py
 	$(PY) benchmarks/fidelity/ui_jepa.py
+	$(PY) benchmarks/fidelity/report.py
 
 freeze: install  ## re-pin constraints.txt from the current environment
 	@{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.tmp && mv constraints.tmp constraints.txt

@@ -20,6 +20,7 @@ from .images import (
 )
 from .lidar import LidarDataModule, generate_lidar_dataset
 from .linear import LinearPairsDataModule
+from .object_scenes import ObjectScenesDataModule
 from .offline_rl import OfflineRLDataModule
 from .scenes import DigitScenesDataModule
 from .tabular import TabularDataModule, TabularDataset
@@ -51,6 +52,7 @@ __all__ = [
     "ImageFolderDataModule",
     "ImageFolderDataset",
     "JEPADataModule",
+    "ObjectScenesDataModule",
     "OfflineRLDataModule",
     "LidarDataModule",
     "generate_lidar_dataset",

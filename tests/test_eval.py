@@ -463,3 +463,23 @@ def test_balanced_subset_draws_every_class_equally():
     assert counts.tolist() == [40, 40, 0, 40] and idx.unique().numel() == idx.numel()
     rare = balanced_subset(labels, 600, torch.Generator().manual_seed(0))      # 200 per class: all of the rare ones
     assert torch.bincount(labels[rare], minlength=4).tolist() == [200, 60, 0, 40]
+
+
+def test_probe_checkpoint_with_a_missing_or_unexpected_key_fails_naming_it(tmp_path):
+    """The frozen evaluation loads its encoder strictly: a key too few or too many is named, with the file."""
+    from jepa_lightning.eval import load_encoder_weights
+    from jepa_lightning.nn import VisionTransformer
+
+    encoder = VisionTransformer(img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2)
+    state = {f"teacher.{k}": v for k, v in encoder.state_dict().items()}
+    missing = dict(state)
+    del missing["teacher.transformer.norm.weight"]
+    torch.save({"state_dict": missing}, tmp_path / "missing.ckpt")
+    with pytest.raises(RuntimeError, match=r"missing.ckpt(.|\n)*Missing key\(s\)(.|\n)*transformer.norm.weight"):
+        load_encoder_weights(VisionTransformer(img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2),
+                             tmp_path / "missing.ckpt")
+    extra = {**state, "teacher.head.weight": torch.zeros(2, 2)}
+    torch.save({"state_dict": extra}, tmp_path / "extra.ckpt")
+    with pytest.raises(RuntimeError, match=r"extra.ckpt(.|\n)*Unexpected key\(s\)(.|\n)*head.weight"):
+        load_encoder_weights(VisionTransformer(img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2),
+                             tmp_path / "extra.ckpt")

@@ -109,3 +109,32 @@ def test_masks_are_drawn_per_step_on_the_batch_device_and_repeat_on_rerun(tmp_pa
 
 def test_unreadable_batch_is_skipped():
     assert tiny_ijepa().training_step(None, 0) is None
+
+
+def test_frozen_probes_report_pretrained_next_to_the_random_init(tmp_path):
+    """validate -> linear, kNN and centred RankMe of the teacher, the context encoder and the module's initial
+    network (snapshot at setup, before a checkpoint is restored), logged, printed and written as JSON."""
+    import json
+
+    from jepa_lightning.eval import FrozenProbes
+
+    torch.manual_seed(0)
+    model = tiny_ijepa(lr=1e-3, warmup=0.05)
+    init = {k: v.clone() for k, v in model.teacher.module.state_dict().items()}
+    probes = FrozenProbes(num_classes=10)
+    trainer = Trainer(max_steps=6, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=[probes],
+                      default_root_dir=tmp_path, num_sanity_val_steps=0, limit_val_batches=0)
+    dm = DigitsDataModule(image_size=16, batch_size=64, num_workers=0)
+    trainer.fit(model, datamodule=dm)
+    assert probes.results == {}                               # fit alone does not run the offline probes
+    for k, v in probes.initial.state_dict().items():          # the snapshot is the initialisation, not the trained net
+        torch.testing.assert_close(v, init[k])
+    trainer.limit_val_batches = 1.0
+    metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
+    assert set(probes.results) == {"random_init", "teacher", "encoder"}
+    for name, scores in probes.results.items():
+        assert 0.1 < scores["linear_acc"] <= 1 and 0.1 < scores["knn_acc"] <= 1 and scores["rankme"] > 1.5
+        assert metrics[f"frozen/{name}/linear_acc"] == pytest.approx(scores["linear_acc"])
+    assert json.loads((tmp_path / "frozen_probes.json").read_text()) == probes.results
+    assert "random init" in probes.table(1, 1) and "context encoder" in probes.table(1, 1)

@@ -10,6 +10,7 @@ from jepa_lightning.methods.linear_theory import DeepLinearSSL
 from jepa_lightning.methods.occupancy_mae import OccupancyDecoder, OccupancyMAE
 from jepa_lightning.methods.salt import SALT, SALTTeacher
 from jepa_lightning.methods.seq_jepa import SeqJEPA
+from jepa_lightning.methods.supervised import SupervisedClassifier
 from jepa_lightning.methods.t_jepa import TJEPA
 from jepa_lightning.methods.td_jepa import TDJEPA
 from jepa_lightning.methods.ui_intent import IntentDecoder, IntentPredictionWriter
@@ -19,4 +20,4 @@ from jepa_lightning.methods.vjepa import VJEPA, vjepa_masks
 __all__ = ["JEPAModule", "IJEPA", "VJEPA", "vjepa_masks", "SALT", "SALTTeacher", "DeepLinearSSL", "TJEPA", "SeqJEPA", "DMTJEPA",
            "LocalAggregationHead", "ACTJEPA", "TDJEPA",
            "UIJEPA", "ui_jepa_masks", "IntentDecoder", "IntentPredictionWriter", "ADLJEPA",
-           "BEVDetector", "OccupancyMAE", "OccupancyDecoder"]
+           "BEVDetector", "OccupancyMAE", "OccupancyDecoder", "SupervisedClassifier"]

@@ -1,0 +1,223 @@
+"""Do I-JEPA and DMT-JEPA learn? Both against the same ViT at its random initialisation, on embedded object
+scenes (textured shapes on photographs; datamodules.ObjectScenesDataModule), at equal steps and seeds.
+
+    python benchmarks/fidelity/image_jepa.py [--seeds 0 1 2] [--steps 1000] [--jobs 2]
+    python benchmarks/fidelity/image_jepa.py --quick          # smoke test (~1 min)
+
+For each seed and method a run is built from its recipe (`recipes/ijepa/scenes_tiny.yaml`,
+`recipes/dmt_jepa/tiny.yaml`: same encoder, predictor, masks, data and schedules; DMT-JEPA adds its
+neighbour-aggregated targets), trained `--steps` optimizer steps, and probed frozen, on centred features:
+
+- image level (the class of the scene's main object): logistic regression (`fit_linear`, standardised features)
+  and cosine kNN (k=20, centred) on mean-pooled tokens, un-augmented training scenes -> validation scenes;
+- patch level (the majority label of each patch: background or a shape class): kNN and linear mIoU on the frozen
+  patch tokens, on a class-balanced sample of training patches (`segmentation_miou(balanced=True)`).
+
+Arms: the evaluated teacher ("pretrained"), the context encoder, and the random initialisation (the seed's
+initial network, identical for both methods). Each run is cached as JSON under runs/bench_image_jepa
+(reruns resume; --fresh recomputes) and runs in its own process (`--jobs` at a time, one thread each).
+Writes benchmarks/results/ijepa_scenes.json and dmt_jepa_scenes.json (benchmarks/fidelity/common.py schema) and
+prints both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from common import cached, claim_entry, gain_claim, probe_entry, save_result, summary
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = {"ijepa": ROOT / "recipes" / "ijepa" / "scenes_tiny.yaml", "dmt_jepa": ROOT / "recipes" / "dmt_jepa" / "tiny.yaml"}
+CACHE = ROOT / "runs" / "bench_image_jepa"
+PROBES = {"image_linear": "accuracy %", "image_knn": "accuracy %", "patch_linear": "mIoU", "patch_knn": "mIoU"}
+MONITORS = ("train/loss", "train/target_std", "train/pred_std")
+QUICK = ["--data.init_args.num_train=256", "--data.init_args.num_val=128",
+         "--model.init_args.encoder.init_args.depth=1", "--model.init_args.predictor.init_args.depth=1"]
+
+
+def record_callback(every: int):
+    """A Lightning callback recording the collapse monitors every `every` steps."""
+    import lightning as L
+
+    class Record(L.Callback):
+        def __init__(self) -> None:
+            self.curves: dict[str, list[list[float]]] = {k: [] for k in MONITORS}
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if trainer.global_step % every == 0:
+                self.record(trainer)
+
+        def on_train_end(self, trainer, pl_module) -> None:  # the final values, whatever the step
+            self.record(trainer)
+
+        def record(self, trainer) -> None:
+            for key in MONITORS:
+                curve = self.curves[key]
+                if key in trainer.callback_metrics and (not curve or curve[-1][0] != trainer.global_step):
+                    curve.append([trainer.global_step, round(float(trainer.callback_metrics[key]), 5)])
+
+    return Record()
+
+
+@torch.no_grad()
+def evaluate(encoder: torch.nn.Module, dm, max_patches: int, seed: int) -> dict[str, float]:
+    """The four frozen probes of one network (accuracies in %, mIoU in [0, 1])."""
+    from jepa_lightning.eval.frozen_heads import fit_linear
+    from jepa_lightning.eval.knn import knn_accuracy
+    from jepa_lightning.eval.segmentation import patch_features, segmentation_miou
+
+    encoder.eval()
+    nseg, patch = dm.num_segmentation_classes, dm.image_size // encoder.grid_size[-1]
+
+    def batches(loader):
+        for batch in loader:
+            yield dm.on_before_batch_transfer(batch, 0)
+
+    ptr, ytr = patch_features(encoder, batches(dm.train_eval_dataloader()), patch, nseg)
+    pva, yva = patch_features(encoder, batches(dm.val_dataloader()), patch, nseg)
+    n = encoder.num_patches
+    itr, iva = ptr.view(-1, n, ptr.size(1)).mean(1), pva.view(-1, n, pva.size(1)).mean(1)
+    ltr, lva = dm.train_eval_dataset.labels, dm.val_dataset.labels
+    with torch.enable_grad():
+        linear = fit_linear(itr, ltr, iva, lva, "classification", dm.num_classes, l2=1e-2).val
+    return {"image_linear": 100 * float(linear),
+            "image_knn": 100 * knn_accuracy(itr, ltr, iva, lva, k=20, num_classes=dm.num_classes),
+            "patch_linear": segmentation_miou(ptr, ytr, pva, yva, nseg, "linear", max_train=max_patches, seed=seed),
+            "patch_knn": segmentation_miou(ptr, ytr, pva, yva, nseg, "knn", max_train=max_patches, seed=seed)}
+
+
+def run(method: str, seed: int, steps: int, overrides: list[str], max_patches: int) -> dict:
+    """Train one (method, seed) and probe its teacher, its context encoder and its random initialisation."""
+    import tempfile
+
+    from jepa_lightning.cli import JEPACLI
+
+    torch.set_num_threads(1)
+    record = record_callback(max(steps // 60, 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        cli = JEPACLI(run=False, args=[
+            "--config", str(RECIPES[method]), f"--seed_everything={seed}", f"--trainer.max_steps={steps}",
+            "--trainer.max_epochs=-1", f"--model.init_args.mask_seed={seed}", f"--data.init_args.seed={seed}",
+            f"--trainer.logger.init_args.save_dir={tmp}", f"--checkpoint.dirpath={tmp}/ckpt",
+            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+            "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0", "--resume=false", *overrides])
+        initial = copy.deepcopy(cli.model.network("teacher"))
+        cli.trainer.callbacks.append(record)
+        t0 = time.perf_counter()
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        seconds = time.perf_counter() - t0
+    dm, model = cli.datamodule, cli.model
+    m = cli.trainer.callback_metrics
+    return {"method": method, "seed": seed, "steps": cli.trainer.global_step, "train_seconds": round(seconds, 1),
+            "ema_init_share": float(m.get("train/ema_init_share", float("nan"))),
+            "curves": record.curves,
+            "pretrained": evaluate(model.network("teacher"), dm, max_patches, seed),
+            "context_encoder": evaluate(model.network("encoder"), dm, max_patches, seed),
+            "random_init": evaluate(initial, dm, max_patches, seed)}
+
+
+def cache_path(method: str, seed: int, args: argparse.Namespace) -> Path:
+    extra = "_".join(o.lstrip("-").replace("init_args.", "") for o in args.overrides)
+    return CACHE / (f"{method}_s{seed}_{args.steps}" + ("_quick" if args.quick else "") + (f"_{extra}" if extra else "")
+                    + ".json")
+
+
+def run_cached(method: str, seed: int, args: argparse.Namespace) -> dict:
+    """One run in its own process (so runs go in parallel), cached by its settings."""
+    path = cache_path(method, seed, args)
+    if not path.is_file() or args.fresh:
+        cmd = [sys.executable, __file__, "--one", method, str(seed), "--steps", str(args.steps),
+               "--max-patches", str(args.max_patches), *(["--quick"] if args.quick else []), "--", *args.overrides]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode:
+            raise RuntimeError(f"{method} seed {seed} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(path.read_text())
+
+
+def write_results(runs: list[dict], args: argparse.Namespace, overrides: list[str], seconds: float) -> list[Path]:
+    seeds = sorted({r["seed"] for r in runs})
+    by = {(r["method"], r["seed"]): r for r in runs}
+
+    def scores(method: str, arm: str, probe: str) -> list[float]:
+        return [by[(method, s)][arm][probe] for s in seeds]
+
+    config = {"steps": args.steps, "max_patches": args.max_patches, "overrides": overrides, "quick": args.quick,
+              "recipes": {k: str(v.relative_to(ROOT)) for k, v in RECIPES.items()}}
+    paths, suffix = [], "_quick" if args.quick else ""
+    out = CACHE if args.quick else None  # a smoke run never replaces the published results
+    share = summary([by[("ijepa", s)]["ema_init_share"] for s in seeds])["mean"]
+    setting = (f"ObjectScenes 64 px (shapes on photographs), ViT patch 8, {args.steps} steps, teacher's init share "
+               f"{share:g}")
+    # I-JEPA: pretrained vs random init
+    probes = [probe_entry(p, metric, {"random_init": scores("ijepa", "random_init", p),
+                                      "pretrained": scores("ijepa", "pretrained", p),
+                                      "context_encoder": scores("ijepa", "context_encoder", p)})
+              for p, metric in PROBES.items()]
+    claims = [gain_claim(f"I-JEPA's {p.replace('_', ' ')} probe beats random init", scores("ijepa", "pretrained", p),
+                         scores("ijepa", "random_init", p)) for p in ("image_linear", "image_knn")]
+    monitors = {f"ijepa_s{s}": by[("ijepa", s)]["curves"] for s in seeds}
+    paths.append(save_result(f"ijepa_scenes{suffix}", "I-JEPA", "benchmarks/fidelity/image_jepa.py", setting, config,
+                             seeds, seconds, probes, claims, monitors, directory=out))
+    if any(r["method"] == "dmt_jepa" for r in runs):
+        probes = [probe_entry(p, metric, {"random_init": scores("dmt_jepa", "random_init", p),
+                                          "pretrained": scores("dmt_jepa", "pretrained", p),
+                                          "ijepa": scores("ijepa", "pretrained", p),
+                                          "context_encoder": scores("dmt_jepa", "context_encoder", p)})
+                  for p, metric in PROBES.items()]
+        claims = []
+        for p in ("patch_linear", "patch_knn"):
+            claims.append(gain_claim(f"DMT-JEPA's {p.replace('_', ' ')} mIoU beats random init",
+                                     scores("dmt_jepa", "pretrained", p), scores("dmt_jepa", "random_init", p)))
+            claims.append(gain_claim(f"DMT-JEPA's {p.replace('_', ' ')} mIoU beats I-JEPA's",
+                                     scores("dmt_jepa", "pretrained", p), scores("ijepa", "pretrained", p)))
+        for p in ("image_linear", "image_knn"):
+            dmt, ij = scores("dmt_jepa", "pretrained", p), scores("ijepa", "pretrained", p)
+            diff = summary(dmt)["mean"] - summary(ij)["mean"]
+            spread = (summary(dmt)["std"] ** 2 + summary(ij)["std"] ** 2) ** 0.5
+            claims.append(claim_entry(f"DMT-JEPA's {p.replace('_', ' ')} probe is not worse than I-JEPA's", diff,
+                                      f">= -2 x combined std ({-2 * spread:.3g})", bool(diff >= -2 * spread)))
+        monitors = {f"dmt_jepa_s{s}": by[("dmt_jepa", s)]["curves"] for s in seeds}
+        paths.append(save_result(f"dmt_jepa_scenes{suffix}", "DMT-JEPA", "benchmarks/fidelity/image_jepa.py",
+                                 setting, config, seeds, seconds, probes, claims, monitors, directory=out))
+    return paths
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--methods", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    ap.add_argument("--max-patches", type=int, default=20000, help="training patches of the patch probes")
+    ap.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
+    ap.add_argument("--quick", action="store_true", help="smoke test: tiny data and model, 20 steps, 2 seeds")
+    ap.add_argument("--fresh", action="store_true", help="recompute cached runs")
+    ap.add_argument("--one", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
+    ap.add_argument("overrides", nargs="*", help="extra CLI overrides for every run (after --)")
+    args = ap.parse_args()
+    overrides = list(args.overrides)
+    if args.quick:
+        args.steps, args.seeds, args.max_patches = 20, args.seeds[:2], 2000
+        overrides = QUICK + overrides
+    if args.one:  # a worker process: one run, cached
+        method, seed = args.one[0], int(args.one[1])
+        CACHE.mkdir(parents=True, exist_ok=True)
+        cached(cache_path(method, seed, args), run, method, seed, args.steps, overrides, args.max_patches, fresh=True)
+        return
+    t0 = time.perf_counter()
+    jobs = [(m, s) for s in args.seeds for m in args.methods]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        runs = list(pool.map(lambda job: run_cached(job[0], job[1], args), jobs))
+    paths = write_results(runs, args, overrides, time.perf_counter() - t0)
+    print(json.dumps([json.loads(p.read_text()) for p in paths], indent=1))
+
+
+if __name__ == "__main__":
+    main()
