@@ -74,7 +74,7 @@ def main() -> None:
         return model.masks(args.batch, grid, generator=step_generator(0, 0, step))
 
     def step(m) -> None:
-        loss, _, _ = model.forward_loss(x, m)
+        loss = model.forward_loss(x, m)[0]
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -82,7 +82,7 @@ def main() -> None:
 
     m = masks(0)
     with flop_counter() as counter:
-        loss, _, _ = model.forward_loss(x, m)
+        loss = model.forward_loss(x, m)[0]
         loss.backward()
     flops = counter.get_total_flops()
     opt.zero_grad(set_to_none=True)

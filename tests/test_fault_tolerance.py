@@ -19,7 +19,7 @@ def poisoned(step: int, **kwargs):
     objective = model.objective
 
     def maybe_nan(batch):
-        loss, targets, features = objective(batch)
+        loss, targets, features, _ = objective(batch)
         return (loss * float("nan") if model.global_step == step else loss), targets, features
 
     model.objective = maybe_nan

@@ -41,7 +41,7 @@ class Watch(Callback):
 
 
 def fit(tmp_path, **trainer_kwargs):
-    model, watch = tiny_ijepa(lr=1e-3, start_lr=1e-3, warmup=0.0, ema=(0.9, 1.0)), Watch()
+    model, watch = tiny_ijepa(lr=1e-3, start_lr=1e-3, warmup=0.0, ema=(0.9, 1.0), ema_average_start=False), Watch()
     trainer = Trainer(max_epochs=1, limit_train_batches=8, accelerator="cpu", logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                       limit_val_batches=0, callbacks=[watch], default_root_dir=tmp_path, **trainer_kwargs)

@@ -207,10 +207,11 @@ class ADLJEPA(JEPAModule):
         features = out["features"].mean((2, 3)) if self.target_input == "full" else None
         return parts["loss"], targets, features
 
-    def log_train(self, loss: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None) -> None:
+    def log_train(self, loss: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None,
+                  predictions: torch.Tensor | None = None) -> None:
         """JEPAModule's logs plus the loss parts and ``train/embedding_std`` (mean per-channel std of the
         L2-normalised target embeddings at masked non-empty cells; collapse when below 1/sqrt(D))."""
-        super().log_train(loss, targets, features)
+        super().log_train(loss, targets, features, predictions)
         for name, value in self._parts.items():
             self.log(f"train/{name}", value, batch_size=self._batch_size)
 

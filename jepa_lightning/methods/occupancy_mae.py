@@ -200,7 +200,8 @@ class OccupancyMAE(JEPAModule):
         targets = out["target"].detach().permute(0, 2, 3, 1)[out["cells"]]     # [N, nz] reconstruction targets
         return parts["loss"], targets, out["features"].detach().mean((2, 3))
 
-    def log_train(self, loss: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None) -> None:
+    def log_train(self, loss: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None,
+                  predictions: torch.Tensor | None = None) -> None:
         """JEPAModule's logs plus ``train/loss_occupied``, ``train/loss_empty`` and ``train/accuracy``."""
         super().log_train(loss, targets, features)
         bs = features.size(0) if features is not None else 1
