@@ -12,6 +12,7 @@ and automatic resume of an interrupted `fit`. `slurm` renders/submits an sbatch 
 from __future__ import annotations
 
 import atexit
+import logging
 import sys
 import warnings
 
@@ -38,6 +39,18 @@ EXPECTED_WARNINGS = (r".*overridden `on_after_batch_transfer` in `LightningModul
                      r"You're resuming from a checkpoint that ended before the epoch ended.*")
 
 atexit.register(close_process_group)  # every process that runs a JEPACLI, scripts included
+
+
+class _NoAdvertisement(logging.Filter):
+    """Drops Lightning's "try installing litlogger" tip, printed by every run that logs elsewhere (an advertisement,
+    not information); every other record of Lightning's rank-zero loggers passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_NoAdvertisement())
 
 
 def trainer_defaults() -> dict:

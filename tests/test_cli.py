@@ -88,6 +88,8 @@ def test_console_script_fit_then_validate_reports_probe(tmp_path):
                                           "--trainer.limit_val_batches=2")],
                          capture_output=True, text=True, cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr[-3000:]
+    # quiet output: no third-party advertisement, no misleading zero-FLOPs row in the model summary
+    assert "litlogger" not in fit.stdout + fit.stderr and "Total FLOPs" not in fit.stdout + fit.stderr
     ckpt = tmp_path / "ckpt" / "last.ckpt"
     assert ckpt.exists()
     logs = list((tmp_path / "runs").rglob("events.out.tfevents.*"))

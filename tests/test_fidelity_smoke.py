@@ -10,7 +10,8 @@ def test_image_jepa_fidelity_smoke():
     ijepa, dmt = run_script("benchmarks/fidelity/image_jepa.py", "--quick", "--seeds", "0")
     assert ijepa["name"] == "ijepa_scenes_quick" and dmt["name"] == "dmt_jepa_scenes_quick"
     for result in (ijepa, dmt):
-        assert {p["name"] for p in result["probes"]} == {"image_linear", "image_knn", "patch_linear", "patch_knn"}
+        assert {p["name"] for p in result["probes"]} == {"image_linear", "image_knn", "image_linear_tokens",
+                                                         "patch_linear", "patch_knn"}
         for probe in result["probes"]:
             assert {"random_init", "pretrained", "context_encoder"} <= set(probe["scores"])
             bound = 100 if probe["metric"].startswith("accuracy") else 1
