@@ -19,9 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: install  ## the main job on embedded data: I-JEPA on digits, then the frozen probe
-	$(VENV)/bin/jepa-lightning fit --config recipes/ijepa/tiny.yaml
+	$(VENV)/bin/jepa-lightning fit --config recipes/ijepa/tiny.yaml --resume=false  # a new run each time
 	$(VENV)/bin/jepa-lightning validate --config recipes/ijepa/tiny.yaml \
-		--ckpt_path runs/ijepa_tiny/checkpoints/last.ckpt
+		--ckpt_path runs/ijepa_tiny/latest/checkpoints/last.ckpt
 
 # Two pytest workers (pytest-xdist), one test file each at a time: most of the suite's time is single-threaded
 # (subprocess start-up, tiny models), so this runs it in ~2/3 of the serial time on 2 cores. TEST_WORKERS=0: serial.

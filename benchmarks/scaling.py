@@ -93,7 +93,7 @@ def run_fit(procs: int, args: argparse.Namespace, workdir: Path) -> dict:
             f"--trainer.max_steps={args.steps}", "--trainer.max_epochs=-1",  # max_steps alone ends the run
             "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0",
             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-            f"--trainer.logger.init_args.save_dir={out / 'runs'}",
+            f"--run_dir={out / 'runs'}",
             f"--checkpoint.dirpath={out / 'ckpt'}", "--checkpoint.save_last=false", "--resume=false",
             f"--data.init_args.batch_size={args.batch}",
             f"--flops.measure_steps={'null' if args.measure_steps is None else args.measure_steps}",

@@ -2,10 +2,14 @@
 `jepa-lightning slurm --config recipes/<variant>/<name>.yaml --nodes N --gpus-per-node G [--submit]`
 `jepa-lightning collect --domain walker --episodes 100 --policy noisy --out data/walker [--pixels]`
 
+`jepa-lightning recipes`: the recipes, what each needs and how long it takes.
+
 A LightningCLI whose model and data are any LightningModule / LightningDataModule given by `class_path`,
-with the defaults a JEPA run wants: TensorBoard logs and checkpoints (keeping `last.ckpt`) under `runs/`,
-a learning-rate monitor, cumulative training FLOPs, save-and-requeue on SIGUSR1, seeding, the resolved config saved next to the logs,
-and automatic resume of an interrupted `fit`. `slurm` renders/submits an sbatch script (`launch/slurm.py`);
+with the defaults a JEPA run wants: one folder per run (`runs/<name>/version_N` or `--run_dir`: TensorBoard
+logs, the resolved config, `checkpoints/last.ckpt`; `jepa_lightning/runs.py`), automatic resume of an interrupted
+`fit` of the same run only, sizes linked from the data to the model (`links.py`), a learning-rate monitor,
+cumulative training FLOPs, save-and-requeue on SIGUSR1, seeding, and errors a user caused printed as a short
+message with exit status 2 (`errors.py`; `--debug` for the traceback). `slurm` renders/submits an sbatch script (`launch/slurm.py`);
 `collect` gathers reward-free dm_control episodes for offline RL (`rl/collect.py`).
 """
 
@@ -13,22 +17,28 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import sys
 import warnings
+from pathlib import Path
+from typing import Literal
 
-from jsonargparse import lazy_instance
+from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from datamodules.common import SkippedReport
-from jepa_lightning.checkpointing import AtomicCheckpointIO, last_checkpoint_path
+from jepa_lightning import runs
+from jepa_lightning.checkpointing import AtomicCheckpointIO
 from jepa_lightning.distributed import close_process_group
+from jepa_lightning.errors import DEBUG_ENV, EXIT_USAGE, UserError, condense, root_cause
 from jepa_lightning.eval.flops import ParameterSummary, TrainingFLOPs
 from jepa_lightning.launch.requeue import RequeueOnSignal
+from jepa_lightning.links import link_sizes
 
 # Expected by design, not problems: the method draws masks in `on_after_batch_transfer` while DataModules use
 # `on_before_batch_transfer`; teachers are deliberately kept in eval mode; a run resumed mid-epoch continues
@@ -41,33 +51,54 @@ EXPECTED_WARNINGS = (r".*overridden `on_after_batch_transfer` in `LightningModul
 atexit.register(close_process_group)  # every process that runs a JEPACLI, scripts included
 
 
-class _NoAdvertisement(logging.Filter):
-    """Drops Lightning's "try installing litlogger" tip, printed by every run that logs elsewhere (an advertisement,
-    not information); every other record of Lightning's rank-zero loggers passes."""
+# Lightning's rank-zero messages that are not information for a user of this CLI: the "try installing litlogger"
+# advertisement, and the note that our ParameterSummary replaces Lightning's ModelSummary (by design).
+QUIET_MESSAGES = ("litlogger", "Skipping setting a default `ModelSummary` callback")
+# Deprecation noise from inside Lightning (its own code calling torch's deprecated API), filtered by message and
+# module only: our warnings and everyone else's stay.
+DEPENDENCY_WARNINGS = ((r"`isinstance\(treespec, LeafSpec\)` is deprecated", r"lightning\.pytorch\.utilities\._pytree"),)
+
+
+class _Quiet(logging.Filter):
+    """Drops the :data:`QUIET_MESSAGES` records; every other record of Lightning's rank-zero loggers passes."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage()
+        message = record.getMessage()
+        return not any(text in message for text in QUIET_MESSAGES)
 
 
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-    logging.getLogger(_name).addFilter(_NoAdvertisement())
+    logging.getLogger(_name).addFilter(_Quiet())
 
 
 def trainer_defaults() -> dict:
-    # `callbacks` given here are always present (not replaced by a recipe's list); the logger is a default.
+    # `callbacks` given here are always present (not replaced by a recipe's list). Logs go to the run directory
+    # (a TensorBoardLogger unless `--trainer.logger` names another or `false`).
     return {
-        "logger": lazy_instance(TensorBoardLogger, save_dir="runs", name="default"),
         "callbacks": [LearningRateMonitor(logging_interval="step"), RequeueOnSignal(), SkippedReport(),
                       ParameterSummary()],
         "log_every_n_steps": 10,
+        "default_root_dir": "runs",
     }
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 class JEPACLI(LightningCLI):
+    """The project's LightningCLI (see the module docstring). Used in-process (scripts, tests) it raises a
+    :class:`UserError` for a bad configuration; :func:`main` prints it as a message."""
+
     def __init__(self, args=None, run: bool = True, **kwargs) -> None:
         for pattern in EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=pattern)
+        for pattern, module in DEPENDENCY_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern, module=module)
         kwargs.setdefault("trainer_defaults", trainer_defaults())
+        no_exit = {"exit_on_error": False}  # parse errors raise, and become a short UserError (parse_arguments)
+        kwargs.setdefault("parser_kwargs", {**no_exit, **{c: dict(no_exit) for c in SUBCOMMANDS}})
+        self.run_dir: Path | None = None
+        self._versioned = False  # the run directory is <root>/<name>/version_N (not an explicit --run_dir)
+        self._resumed_step: int | None = None
         super().__init__(
             model_class=LightningModule, datamodule_class=LightningDataModule,
             subclass_mode_model=True, subclass_mode_data=True,
@@ -80,26 +111,96 @@ class JEPACLI(LightningCLI):
         # Always present, configurable as `--checkpoint.every_n_epochs ...` etc.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(TrainingFLOPs, "flops")  # `--flops.measure_steps=null`: count every step
-        parser.add_argument("--resume", type=bool, default=True,
-                            help="fit: continue from <checkpoint.dirpath>/last.ckpt when it exists and no "
-                                 "--ckpt_path is given (rerunning an interrupted command resumes it)")
+        parser.add_argument("--name", type=str | None, default=None,
+                            help="the run's name: its folder is <trainer.default_root_dir>/<name>/version_N "
+                                 "(default: the model class's name, lower-cased)")
+        parser.add_argument("--run_dir", type=str | None, default=None,
+                            help="the run's folder (logs, config.yaml, checkpoints/), instead of "
+                                 "<trainer.default_root_dir>/<name>/version_N")
+        parser.add_argument("--resume", type=bool | Literal["force"], default=True,
+                            help="fit: continue the newest run of this name (or --run_dir) from its "
+                                 "checkpoints/last.ckpt when its config is this one; false: start a new run; "
+                                 "force: continue even if settings differ")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0,
                              "checkpoint.enable_version_counter": False})
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise UserError(condense(str(err))) from err
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        for note in link_sizes(config):
+            rank_zero_warn(note)
+        self.run_dir = self._place_run(config)
+
+    def _place_run(self, config: Namespace) -> Path:
+        """Points logs, config and checkpoints at the run directory (:mod:`jepa_lightning.runs`)."""
+        trainer = config.trainer
+        name = config.get("name") or config.model.class_path.rpartition(".")[2].lower()
+        fit = self.subcommand == "fit"
+        run_dir = runs.resolve_run_dir(config.get("run_dir"), trainer.get("default_root_dir") or "runs", name,
+                                       resume=fit and config.get("resume") is not False
+                                       and config.get("ckpt_path") is None)
+        self._versioned = not config.get("run_dir")
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            os.environ[runs.RUN_DIR_ENV] = str(run_dir)  # the ranks this process launches (DDP) join it
+        trainer.default_root_dir = str(run_dir)
+        logger = trainer.get("logger")
+        if logger is None or logger is True or isinstance(logger, TensorBoardLogger) or (
+                isinstance(logger, Namespace) and logger.get("class_path", "").endswith(".TensorBoardLogger")):
+            trainer.logger = Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger",
+                                       init_args=Namespace(save_dir=str(run_dir), name="", version=""))
+        if config.checkpoint.get("dirpath") is None:
+            config.checkpoint.dirpath = str(run_dir / "checkpoints")
+        return run_dir
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, OSError, KeyError) as err:  # raised by a constructor: the config's fault
+            if isinstance(err, UserError):
+                raise
+            raise UserError(condense(str(root_cause(err)))) from err
 
     def instantiate_trainer(self, **kwargs):
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own CheckpointIO
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        trainer.callbacks.append(runs.RunConfig(runs.run_config(config)))
         return trainer
 
     def before_fit(self) -> None:
-        config = self.config_init["fit"]
-        cb = self.trainer.checkpoint_callback
-        if config.get("resume") and config.get("ckpt_path") is None and cb is not None and cb.dirpath:
-            last = last_checkpoint_path(self.trainer)
-            if last.is_file() or last.is_dir():  # a directory: sharded (ModelParallelStrategy, FSDP2)
-                rank_zero_info(f"Resuming from {last} (pass --resume=false to start over)")
-                config["ckpt_path"] = str(last)
+        self._resume(self.config["fit"], self.config_init["fit"])
+        if self.run_dir is not None and self.trainer.is_global_zero:
+            if self._versioned:
+                runs.link_latest(self.run_dir)
+            rank_zero_info(f"Run folder: {self.run_dir}")
+
+    def _resume(self, config: Namespace, init: Namespace) -> None:
+        """Continues `<checkpoint.dirpath>/last.ckpt` if it exists and belongs to this run (same settings)."""
+        last = Path(config.checkpoint.dirpath) / "last.ckpt"
+        if config.get("ckpt_path") is not None or not runs.has_checkpoint(last):
+            return
+        if config.get("resume") is False:
+            raise UserError(f"{last} exists: this run folder already holds a run; pass another --run_dir "
+                            "(or leave it out for a new version_N), or remove it, to start over")
+        meta = runs.check_same_run(last, runs.run_config(config), force=config.get("resume") == "force")
+        if meta["run_config"] is None:
+            rank_zero_warn(f"{last} stores no run config (an older checkpoint): resuming it unchecked")
+        rank_zero_info(f"Resuming from {last} (step {meta['global_step']}; --resume=false starts a new run)")
+        init.ckpt_path = str(last)
+        self._resumed_step = int(meta["global_step"])
+
+    def after_fit(self) -> None:
+        trainer = self.trainer
+        if self._resumed_step is not None and trainer.global_step == self._resumed_step and not trainer.interrupted:
+            raise UserError(f"nothing to train: checkpoint at step {self._resumed_step}, max_steps "
+                            f"{trainer.max_steps}, max_epochs {trainer.max_epochs} (raise them to continue, or "
+                            "pass --resume=false to start a new run)")
 
 
 def main(args: list[str] | None = None) -> None:
@@ -112,7 +213,30 @@ def main(args: list[str] | None = None) -> None:
         from jepa_lightning.rl.collect import main as collect_main
 
         raise SystemExit(collect_main(argv[1:]))
-    JEPACLI(args=args)
+    if argv[:1] == ["recipes"]:
+        from jepa_lightning.recipes import main as recipes_main
+
+        raise SystemExit(recipes_main(argv[1:]))
+    saved = sys.argv[:], os.environ.get(DEBUG_ENV)
+    if "--debug" in argv:  # the environment carries it to the ranks DDP launches (they re-run sys.argv)
+        os.environ[DEBUG_ENV] = "1"
+        argv = [a for a in argv if a != "--debug"]
+        if args is None:
+            sys.argv = [sys.argv[0], *argv]
+    debug = os.environ.get(DEBUG_ENV, "0") not in ("", "0")
+    try:
+        JEPACLI(args=args if args is None else argv)
+    except UserError as err:
+        if debug:
+            raise
+        print(f"jepa-lightning: error: {err}\n(--debug shows the traceback)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    finally:  # as it was (main is also called in-process)
+        sys.argv = saved[0]
+        if saved[1] is None:
+            os.environ.pop(DEBUG_ENV, None)
+        else:
+            os.environ[DEBUG_ENV] = saved[1]
     close_process_group(barrier=True)
 
 

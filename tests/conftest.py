@@ -13,15 +13,13 @@ TINY = str(ROOT / "recipes" / "ijepa" / "tiny.yaml")
 
 # A very small I-JEPA on digits (16 px, 4x4 patch grid) for end-to-end tests: seconds, not minutes.
 TINY_OVERRIDES = [
-    "--model.init_args.encoder.init_args.img_size=16",
     "--model.init_args.encoder.init_args.embed_dim=32",
     "--model.init_args.encoder.init_args.depth=2",
-    "--model.init_args.predictor.init_args.grid_size=[4,4]",
     "--model.init_args.predictor.init_args.embed_dim=32",
     "--model.init_args.predictor.init_args.predictor_dim=16",
     "--model.init_args.predictor.init_args.depth=1",
     "--model.init_args.masks.init_args.min_keep=2",
-    "--data.init_args.image_size=16",
+    "--data.init_args.image_size=16",  # the encoder's img_size and the predictor's grid follow (linked)
     "--data.init_args.batch_size=32",
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
@@ -30,7 +28,7 @@ TINY_OVERRIDES = [
 
 def tiny_args(tmp_path: Path, *extra: str, subcommand: str = "fit") -> list[str]:
     return [subcommand, "--config", TINY, *TINY_OVERRIDES,
-            f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
+            f"--run_dir={tmp_path / 'runs'}",
             f"--checkpoint.dirpath={tmp_path / 'ckpt'}", *extra]
 
 
@@ -60,7 +58,7 @@ def video_args(recipe: str, tmp_path: Path, cache: Path, *extra: str, subcommand
                encoders: tuple[str, ...] = ("encoder",), predictor: bool = True) -> list[str]:
     args = [subcommand, "--config", str(RECIPES / recipe), f"--data.init_args.cache_dir={cache}", *VIDEO_DATA,
             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-            f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}", f"--checkpoint.dirpath={tmp_path / 'ckpt'}"]
+            f"--run_dir={tmp_path / 'runs'}", f"--checkpoint.dirpath={tmp_path / 'ckpt'}"]
     for name in encoders:
         args += [f"--model.init_args.{name}.init_args.{a}" for a in VIDEO_ENCODER]
     if predictor:

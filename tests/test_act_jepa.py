@@ -229,7 +229,7 @@ def test_short_training_lowers_both_losses(demos, one_thread):
 def test_cli_fit_then_validate_with_rollouts(tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("JEPA_LIGHTNING_CACHE", str(tmp_path / "cache"))
     common = ["--config", TINY, "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-              f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}", f"--checkpoint.dirpath={tmp_path / 'ckpt'}",
+              f"--run_dir={tmp_path / 'runs'}", f"--checkpoint.dirpath={tmp_path / 'ckpt'}",
               "--trainer.callbacks.init_args.episodes=2", "--trainer.callbacks.init_args.max_steps=15"]
     fit = JEPACLI(args=["fit", *common, "--trainer.max_steps=12", "--trainer.limit_val_batches=2"])
     assert fit.trainer.global_step == 12 and (tmp_path / "ckpt" / "last.ckpt").is_file()

@@ -308,7 +308,7 @@ def test_cli_pretrain_then_detect_fit_and_validate(lidar_cache, tmp_path):
     cache, _ = lidar_cache
     common = [*SCENES, f"--data.init_args.cache_dir={cache}", "--data.init_args.batch_size=4",
               "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-              f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"]
+              f"--run_dir={tmp_path / 'runs'}"]
     pre = JEPACLI(args=["fit", "--config", str(RECIPES / "pretrain_tiny.yaml"), *common, "--trainer.max_steps=2",
                         "--trainer.limit_val_batches=1", f"--checkpoint.dirpath={tmp_path / 'pre'}"])
     assert pre.trainer.global_step == 2 and (tmp_path / "pre" / "last.ckpt").is_file()

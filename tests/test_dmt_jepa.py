@@ -336,7 +336,7 @@ def test_cli_fit_then_validate_on_the_tiny_recipe(tmp_path):
              "--data.init_args.num_train=128", "--data.init_args.num_val=64", "--data.init_args.batch_size=32",
              "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
              "--trainer.enable_model_summary=false",
-             f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}", f"--checkpoint.dirpath={tmp_path / 'ckpt'}"]
+             f"--run_dir={tmp_path / 'runs'}", f"--checkpoint.dirpath={tmp_path / 'ckpt'}"]
     cli_main(["fit", "--config", RECIPE, *small])
     ckpt = tmp_path / "ckpt" / "last.ckpt"
     assert ckpt.is_file()

@@ -283,7 +283,7 @@ def test_figure_reaches_tensorboard_and_other_loggers_do_not_crash(tmp_path):
 # ------------------------------------------------------------------------------------------------ CLI
 def cli_args(recipe: str, tmp_path, *extra: str, subcommand: str = "fit") -> list[str]:
     return [subcommand, "--config", str(RECIPES / recipe), "--trainer.enable_progress_bar=false",
-            f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}", f"--checkpoint.dirpath={tmp_path / 'ckpt'}",
+            f"--run_dir={tmp_path / 'runs'}", f"--checkpoint.dirpath={tmp_path / 'ckpt'}",
             *extra]
 
 

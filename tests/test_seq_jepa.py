@@ -203,7 +203,7 @@ def test_loss_decreases_and_evaluation_heads_learn():
 
 def test_cli_fit_and_validate_tiny_recipe(tmp_path):
     common = ["--config", TINY, "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-              f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}", f"--checkpoint.dirpath={tmp_path / 'ckpt'}",
+              f"--run_dir={tmp_path / 'runs'}", f"--checkpoint.dirpath={tmp_path / 'ckpt'}",
               "--data.init_args.image_size=12", "--model.init_args.encoder.init_args.widths=[8,16]",
               "--model.init_args.encoder.init_args.depths=[1,1]", "--model.init_args.agg_depth=1",
               "--trainer.limit_val_batches=2", "--trainer.log_every_n_steps=1", "--data.init_args.val_fraction=0.9",

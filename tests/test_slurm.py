@@ -44,8 +44,7 @@ def test_render_gpu_job_with_every_option(tmp_path):
         assert line in script.splitlines(), line
     srun = next(line for line in script.splitlines() if line.startswith("srun "))
     for arg in [f"-m jepa_lightning fit --config {TINY}", "--trainer.num_nodes=4", "--trainer.devices=8",
-                "--trainer.accelerator=gpu", f"--checkpoint.dirpath={tmp_path / 'run' / 'checkpoints'}",
-                f"--trainer.default_root_dir={tmp_path / 'run'}", "--trainer.max_epochs=5"]:
+                "--trainer.accelerator=gpu", f"--run_dir={tmp_path / 'run'}", "--trainer.max_epochs=5"]:
         assert arg in srun, arg
     assert "{{" not in script and "MASTER_ADDR" not in script
     assert subprocess.run(["bash", "-n", str(tmp_path / "run" / "job.sbatch")]).returncode == 0  # valid bash

@@ -239,7 +239,7 @@ SMALL = ["--model.init_args.encoder.init_args.embed_dim=16", "--model.init_args.
 
 def test_cli_fit_then_validate_reports_frozen_heads(tmp_path):
     recipe = str(RECIPES / "wine_tiny.yaml")
-    where = [f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}", f"--checkpoint.dirpath={tmp_path / 'ckpt'}"]
+    where = [f"--run_dir={tmp_path / 'runs'}", f"--checkpoint.dirpath={tmp_path / 'ckpt'}"]
     main(["fit", "--config", recipe, *SMALL, *where])
     assert (tmp_path / "ckpt" / "last.ckpt").is_file()
     cli = JEPACLI(args=["validate", "--config", recipe, *SMALL, *where,
@@ -257,7 +257,7 @@ def test_jannis_recipe_builds_for_a_user_csv(tmp_path):
         "--config", str(RECIPES / "jannis.yaml"), f"--data.init_args.path={csv}", "--data.init_args.target=label",
         "--model.init_args.encoder.init_args.num_numeric=2", "--model.init_args.encoder.init_args.cardinalities=[3]",
         "--model.init_args.predictor.init_args.num_features=3", "--data.init_args.num_workers=0",
-        f"--trainer.logger.init_args.save_dir={tmp_path}"])
+        f"--run_dir={tmp_path}"])
     enc = cli.model.encoder
     assert (enc.embed_dim, len(enc.transformer.blocks), enc.num_reg_tokens) == (64, 16, 1)
     assert cli.datamodule.num_numeric == 2 and cli.datamodule.cardinalities == [3]

@@ -223,7 +223,7 @@ def test_cli_fit_then_validate_with_zero_shot_rollouts(tmp_path, walker_episodes
     common = ["--config", str(ROOT / "recipes" / "td_jepa" / "tiny.yaml"),
               f"--data.init_args.path={walker_episodes}", "--data.init_args.embedded=null",
               "--data.init_args.batch_size=64", "--trainer.enable_progress_bar=false",
-              "--trainer.enable_model_summary=false", f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
+              "--trainer.enable_model_summary=false", f"--run_dir={tmp_path / 'runs'}",
               f"--checkpoint.dirpath={tmp_path / 'ckpt'}", "--model.init_args.predictor_hidden_dim=32",
               "--model.init_args.actor_hidden_dim=32"]
     # the recipe's ZeroShotRollouts (stand, walk, run; 1 episode of 100 steps) runs at each validation

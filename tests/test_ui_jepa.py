@@ -132,7 +132,7 @@ def test_tiny_recipe_pretrains_on_synthetic_ui_recordings(tmp_path, one_thread):
         "--model.init_args.predictor.init_args.embed_dim=32", "--model.init_args.predictor.init_args.depth=1",
         "--model.init_args.predictor.init_args.num_heads=2", "--model.init_args.predictor.init_args.predictor_dim=16",
         "--trainer.max_steps=4", "--trainer.limit_val_batches=2", "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false", f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
+        "--trainer.enable_model_summary=false", f"--run_dir={tmp_path / 'runs'}",
         f"--checkpoint.dirpath={tmp_path / 'ckpt'}"])
     metrics = cli.trainer.callback_metrics
     assert isinstance(cli.model, UIJEPA) and [type(g) for g in cli.model.masks][-1] is TemporalMask

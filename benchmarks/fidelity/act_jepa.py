@@ -95,7 +95,7 @@ def run(seed: int, jepa_weight: float, args, data: str, workdir: Path) -> tuple[
         f"--model.init_args.decoder.init_args.num_queries={args.chunk}",
         f"--model.init_args.predictor.init_args.num_queries={args.chunk}",
         f"--model.init_args.ensemble_decay={args.decay}", "--trainer.limit_val_batches=0",
-        f"--trainer.logger.init_args.save_dir={workdir / 'runs'}", f"--checkpoint.dirpath={workdir / 'ckpt'}",
+        f"--run_dir={workdir / 'runs'}", f"--checkpoint.dirpath={workdir / 'ckpt'}",
         "--resume=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"])
     t0 = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)

@@ -57,7 +57,7 @@ def run(variant: str, seed: int, steps: int) -> dict:
         cli = JEPACLI(run=False, args=[
             "--config", str(RECIPE), f"--seed_everything={seed}", f"--trainer.max_steps={steps}",
             "--trainer.max_epochs=-1", f"--model.init_args.mask_seed={seed}", f"--data.init_args.seed={seed}",
-            f"--trainer.logger.init_args.save_dir={tmp}", f"--checkpoint.dirpath={tmp}/ckpt",
+            f"--run_dir={tmp}", f"--checkpoint.dirpath={tmp}/ckpt",
             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
             "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0", "--resume=false",
             *BASE, *VARIANTS[variant]])

@@ -72,7 +72,7 @@ def cli(recipe: str, workdir: Path, seed: int, steps: int, *overrides: str) -> J
         "--config", str(RECIPES / recipe), f"--seed_everything={seed}", f"--model.init_args.mask_seed={seed}",
         f"--data.init_args.seed={seed}", f"--trainer.max_steps={steps}", "--trainer.max_epochs=100000",
         "--trainer.limit_val_batches=0", "--trainer.callbacks=[]", "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false", f"--trainer.logger.init_args.save_dir={workdir / 'runs'}",
+        "--trainer.enable_model_summary=false", f"--run_dir={workdir / 'runs'}",
         f"--checkpoint.dirpath={workdir / 'ckpt'}", *[f"--data.init_args.{k}={v}" for k, v in DATA.items()],
         *geometry_overrides(recipe), *overrides])
 

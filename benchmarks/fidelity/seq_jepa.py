@@ -54,7 +54,7 @@ def run(seed: int, use_actions: bool, epochs: int, workdir: Path, eval_lens: lis
         "--config", str(RECIPE), f"--seed_everything={seed}", f"--trainer.max_epochs={epochs}",
         f"--model.init_args.use_actions={str(use_actions).lower()}", f"--data.init_args.seed={seed}",
         f"--data.init_args.val_seq_len={max(eval_lens + [2])}", "--trainer.limit_val_batches=0",
-        f"--trainer.logger.init_args.save_dir={workdir / 'runs'}", f"--checkpoint.dirpath={workdir / 'ckpt'}",
+        f"--run_dir={workdir / 'runs'}", f"--checkpoint.dirpath={workdir / 'ckpt'}",
         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--resume=false",
         *overrides])
     initial = copy.deepcopy(cli.model) if with_random else None

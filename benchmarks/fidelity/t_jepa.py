@@ -107,7 +107,7 @@ def cli(recipe: Path, workdir: Path, seed: int, *overrides: str) -> JEPACLI:
         "--config", str(recipe), f"--seed_everything={seed}", f"--model.init_args.mask_seed={seed}",
         f"--data.init_args.seed={seed}", "--trainer.limit_val_batches=0", "--trainer.callbacks=[]",
         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-        f"--trainer.logger.init_args.save_dir={workdir / 'runs'}", f"--checkpoint.dirpath={workdir / 'ckpt'}",
+        f"--run_dir={workdir / 'runs'}", f"--checkpoint.dirpath={workdir / 'ckpt'}",
         *overrides])
 
 

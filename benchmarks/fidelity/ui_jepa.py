@@ -64,7 +64,7 @@ def cli(recipe: str, workdir: Path, seed: int, epochs: int, *overrides: str) -> 
         "--config", str(RECIPES / recipe), f"--seed_everything={seed}", f"--data.init_args.seed={seed}",
         f"--trainer.max_epochs={epochs}", "--trainer.limit_val_batches=0", "--trainer.callbacks=[]",
         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-        f"--trainer.logger.init_args.save_dir={workdir / 'runs'}", f"--checkpoint.dirpath={workdir / 'ckpt'}",
+        f"--run_dir={workdir / 'runs'}", f"--checkpoint.dirpath={workdir / 'ckpt'}",
         *data_args(), *overrides])
 
 

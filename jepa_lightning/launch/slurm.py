@@ -82,9 +82,7 @@ class SlurmJob:
         accelerator = "gpu" if self.gpus_per_node else "cpu"
         return [self.python, "-m", "jepa_lightning", "fit", "--config", str(self.config),
                 f"--trainer.num_nodes={self.nodes}", f"--trainer.devices={self.tasks_per_node}",
-                f"--trainer.accelerator={accelerator}", f"--trainer.default_root_dir={self.run_dir}",
-                f"--trainer.logger.init_args.save_dir={self.run_dir}",
-                f"--checkpoint.dirpath={self.run_dir / 'checkpoints'}", *self.fit_args]
+                f"--trainer.accelerator={accelerator}", f"--run_dir={self.run_dir}", *self.fit_args]
 
     def render(self, template: Path | None = None) -> str:
         template = Path(template or TEMPLATES / ("gpu.sbatch" if self.gpus_per_node else "cpu.sbatch"))
