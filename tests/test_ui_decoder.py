@@ -371,7 +371,7 @@ def test_cli_fit_validate_predict_on_the_tiny_recipe(ui_cache, encoder_file, tmp
                                 "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"))
     assert torch.isfinite(fit.trainer.callback_metrics["train/loss"])
     assert 0.0 <= fit.trainer.callback_metrics["val/intent_similarity"] <= 1.0
-    ckpt = tmp_path / "runs" / "ui_jepa_decoder_tiny" / "checkpoints" / "last.ckpt"
+    ckpt = tmp_path / "runs" / "ui_jepa_decoder_tiny" / "latest" / "checkpoints" / "last.ckpt"
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert TOKENIZER_KEY in saved and not any(k.startswith("encoder.") for k in saved["state_dict"])
 
@@ -383,8 +383,8 @@ def test_cli_fit_validate_predict_on_the_tiny_recipe(ui_cache, encoder_file, tmp
 
     pred = JEPACLI(args=cli_args("predict", ui_cache, encoder_file, f"--ckpt_path={ckpt}"))
     writer = next(c for c in pred.trainer.callbacks if isinstance(c, IntentPredictionWriter))
-    out = tmp_path / "runs" / "ui_jepa_decoder_tiny" / "predictions.csv"
-    assert writer.written == str(out)
+    out = pred.run_dir.resolve() / "predictions.csv"  # in the predict run's own folder
+    assert writer.written == str(out) and out.parent.parent == tmp_path / "runs" / "ui_jepa_decoder_tiny"
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     zero_shot = read_ui_annotations(str(Path(pred.datamodule.root) / "zero_shot" / "annotations.csv"))

@@ -481,11 +481,12 @@ class IntentDecoder(L.LightningModule):
 class IntentPredictionWriter(Callback):
     """Writes ``predict``'s outputs of an :class:`IntentDecoder` as a CSV (one row per recording: path, category,
     category name when the DataModule has ``category_names``, reference, prediction, and the per-sample Intent
-    Similarity with its components), on rank 0 after gathering every rank's rows."""
+    Similarity with its components), on rank 0 after gathering every rank's rows. ``output``: the CSV's path
+    (default: ``predictions.csv`` in the run folder)."""
 
     FIELDS = ("path", "category", "category_name", "reference", "prediction")
 
-    def __init__(self, output: str = "predictions.csv") -> None:
+    def __init__(self, output: str | None = None) -> None:
         self.output = output
         self.rows: list[dict[str, Any]] = []
         self.written: str | None = None
@@ -517,7 +518,8 @@ class IntentPredictionWriter(Callback):
         scores: dict[str, torch.Tensor] = {}
         if rows:
             scores = intent_similarity_scores([r["prediction"] for r in rows], [r["reference"] for r in rows])
-        path = os.path.abspath(os.path.expanduser(self.output))
+        output = self.output or os.path.join(trainer.log_dir or trainer.default_root_dir, "predictions.csv")
+        path = os.path.abspath(os.path.expanduser(output))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=[*self.FIELDS, *scores])
