@@ -125,10 +125,28 @@ class JEPACLI(LightningCLI):
                              "checkpoint.enable_version_counter": False})
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        argv = None if isinstance(args, (dict, Namespace)) else list(sys.argv[1:] if args is None else args)
+        show = argv is not None and "--print_config" in argv  # printed after the links below are applied
+        saved = sys.argv[:]
+        if show:
+            argv.remove("--print_config")
+            if args is None:
+                sys.argv = [sys.argv[0], *argv]
+            else:
+                args = argv
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as err:
             raise UserError(condense(str(err))) from err
+        finally:
+            sys.argv = saved
+        if show:
+            subcommand = self.config.get("subcommand")
+            config = self.config[subcommand] if subcommand else self.config
+            link_sizes(config)
+            target = self._subcommand_parsers[subcommand] if subcommand else parser
+            print(target.dump(config, skip_none=False), end="")
+            raise SystemExit(0)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

@@ -3,6 +3,7 @@ exit status 2, sizes linked from the data to the model, the recipes listing."""
 
 import pytest
 import torch
+import yaml
 from conftest import TINY, TINY_OVERRIDES
 
 from jepa_lightning.cli import JEPACLI, main
@@ -95,8 +96,14 @@ def test_user_errors_are_short_messages_with_exit_status_2(tmp_path, monkeypatch
         main(["fit", "--config", TINY, "--model.init_args.lrr=0.1", "--debug"])
 
 
-def test_the_data_sets_the_encoder_size_and_the_predictor_grid(tmp_path, monkeypatch):
+def test_the_data_sets_the_encoder_size_and_the_predictor_grid(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:  # --print_config shows the linked values
+        main(["fit", "--config", TINY, "--data.init_args.image_size=16", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert exit_.value.code == 0 and printed["data"]["init_args"]["image_size"] == 16
+    assert printed["model"]["init_args"]["encoder"]["init_args"]["img_size"] == 16
+    assert printed["model"]["init_args"]["predictor"]["init_args"]["grid_size"] == [4, 4]
     for size in (16, 24):
         with torch.device("meta"):
             cli = JEPACLI(args=["--config", TINY, f"--data.init_args.image_size={size}"], run=False)
