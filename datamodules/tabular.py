@@ -634,6 +634,11 @@ class TabularDataModule(JEPADataModule):
     def num_features(self) -> int:
         return self.num_numeric + len(self.categorical_columns)
 
+    def model_sizes(self) -> dict[str, Any]:
+        """The encoder's and predictor's feature spec, which the CLI links from here (`jepa_lightning/links.py`)."""
+        return {"num_numeric": self.num_numeric, "cardinalities": self.cardinalities,
+                "num_features": self.num_features}
+
     def tensors(self, split: Literal["train", "val", "test"]) -> dict[str, torch.Tensor]:
         """The whole split as one batch: ``{"num", "cat", "label"}`` (shared tensors; do not modify)."""
         if split not in self._tensors:

@@ -150,7 +150,13 @@ class JEPACLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        for note in link_sizes(config):
+        try:
+            notes = link_sizes(config)
+        except (ValueError, TypeError, OSError, KeyError) as err:  # a data class built to read its sizes
+            if isinstance(err, UserError):
+                raise
+            raise UserError(condense(str(root_cause(err)))) from err
+        for note in notes:
             rank_zero_warn(note)
         self.run_dir = self._place_run(config)
 

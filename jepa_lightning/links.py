@@ -4,8 +4,10 @@ Applied to the parsed config before anything is built (`JEPACLI.before_instantia
 and data class: each network inside `model` that takes `img_size` / `num_frames` gets the data's image size
 (`image_size`, or `crop_size` for videos) / clip length (`frames_per_clip` or `num_frames`); a predictor's
 `grid_size` follows from its encoder (frames / tubelet, height / patch, width / patch); a probe callback's
-`num_classes` follows a data class that declares it. A value a user set explicitly on the model side that the
-link replaces is reported, naming both settings.
+`num_classes` follows a data class that declares it; and a data class with a `model_sizes()` method (sizes
+known only once the data is read, e.g. a table's `num_numeric` / `cardinalities` / `num_features`) is built once
+here and each model argument of that name gets its value. A value a user set explicitly on the model side that
+the link replaces is reported, naming both settings.
 """
 
 from __future__ import annotations
@@ -95,6 +97,12 @@ def link_sizes(config: Namespace) -> list[str]:
         if int(encoder.init_args.get("num_frames") or 1) > 1:  # a video ViT: tubelets of tubelet_size frames
             grid = [int(encoder.init_args.num_frames) // int(encoder.init_args.get("tubelet_size") or 1), *grid]
         linker.set(predictor, "model.init_args.predictor", "grid_size", grid, "the encoder's size / patch")
+    if callable(_class_attribute(data.class_path, "model_sizes")):
+        sizes = import_object(data.class_path)(**args.as_dict()).model_sizes()
+        for path, net in networks:
+            for key, value in sizes.items():
+                if key in net.init_args:
+                    linker.set(net, path, key, value, f"the data's {key}")
     classes = _class_attribute(data.class_path, "num_classes")
     callbacks = config.get("trainer", Namespace()).get("callbacks") or []
     if isinstance(classes, int):

@@ -41,9 +41,7 @@ def test_every_recipe_parses_and_builds_on_meta(recipe, tmp_path, monkeypatch):
                 (tmp_path / data[split]).parent.mkdir(parents=True, exist_ok=True)
                 (tmp_path / data[split]).write_text("clip.mp4 0\n")
     if "TabularDataModule" in text and "path: null" in text:  # a stand-in table for a user-CSV recipe
-        enc = yaml.safe_load(text)["model"]["init_args"]["encoder"]["init_args"]
-        rows = [",".join(f"f{j}" for j in range(enc["num_numeric"])) + ",class"]
-        rows += [",".join(str((i * 7 + j) % 5) for j in range(enc["num_numeric"])) + f",{i % 2}" for i in range(40)]
+        rows = ["f0,f1,f2,colour,class"] + [f"{i % 5},{i % 3},{i * 7 % 11},{'rgb'[i % 3]},{i % 2}" for i in range(40)]
         (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")
         args += [f"--data.init_args.path={tmp_path / 'table.csv'}", "--data.init_args.target=class"]
     if "OfflineRLDataModule" in text and "embedded: null" in text:  # stand-in episodes for a user-data recipe

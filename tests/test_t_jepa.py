@@ -253,14 +253,13 @@ def test_cli_fit_then_validate_reports_frozen_heads(tmp_path):
 def test_jannis_recipe_builds_for_a_user_csv(tmp_path):
     csv = tmp_path / "t.csv"
     csv.write_text("a,b,c,label\n" + "".join(f"{i},{i % 7}.5,{'xy'[i % 2]},{i % 3}\n" for i in range(60)))
-    cli = JEPACLI(run=False, args=[
+    cli = JEPACLI(run=False, args=[  # the table's feature spec is linked into the model (no model-side sizes)
         "--config", str(RECIPES / "jannis.yaml"), f"--data.init_args.path={csv}", "--data.init_args.target=label",
-        "--model.init_args.encoder.init_args.num_numeric=2", "--model.init_args.encoder.init_args.cardinalities=[3]",
-        "--model.init_args.predictor.init_args.num_features=3", "--data.init_args.num_workers=0",
-        f"--run_dir={tmp_path}"])
+        "--data.init_args.num_workers=0", f"--run_dir={tmp_path}"])
     enc = cli.model.encoder
     assert (enc.embed_dim, len(enc.transformer.blocks), enc.num_reg_tokens) == (64, 16, 1)
     assert cli.datamodule.num_numeric == 2 and cli.datamodule.cardinalities == [3]
+    assert (enc.num_numeric, list(enc.cardinalities), cli.model.predictor.num_features) == (2, [3], 3)
     assert cli.model.lr == pytest.approx(3.66e-4) and cli.trainer.max_epochs == 300
 
 

@@ -71,10 +71,11 @@ class TabularEncoder(nn.Module):
 
     `forward(num, cat, keep)`: `keep` [B, K] holds feature indices in [0, F) to encode (the JEPA context);
     only those feature tokens enter the transformer, after the R [REG] tokens, which are always kept.
-    Returns [B, R + K, embed_dim] ([B, R + F, embed_dim] when `keep` is None).
+    Returns [B, R + K, embed_dim] ([B, R + F, embed_dim] when `keep` is None). Through the CLI, `num_numeric` and
+    `cardinalities` come from the TabularDataModule (`jepa_lightning/links.py`).
     """
 
-    def __init__(self, num_numeric: int, cardinalities: list[int] | None = None, embed_dim: int = 64,
+    def __init__(self, num_numeric: int = 0, cardinalities: list[int] | None = None, embed_dim: int = 64,
                  depth: int = 4, num_heads: int = 4, num_reg_tokens: int = 1, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, drop_path_rate: float = 0.0, init_std: float = 0.02) -> None:
         super().__init__()
@@ -108,12 +109,15 @@ class TabularPredictor(nn.Module):
     (`pos_embed="learned"`) or the reference's fixed 1-D sin-cos table (`"sincos"`).
     """
 
-    def __init__(self, num_features: int, embed_dim: int = 64, predictor_dim: int = 32, depth: int = 2,
+    def __init__(self, num_features: int = 0, embed_dim: int = 64, predictor_dim: int = 32, depth: int = 2,
                  num_heads: int = 4, num_reg_tokens: int = 1, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop_path_rate: float = 0.0, pos_embed: Literal["learned", "sincos"] = "learned", init_std: float = 0.02) -> None:
         super().__init__()
         if pos_embed not in ("learned", "sincos"):
             raise ValueError(f"pos_embed must be 'learned' or 'sincos', got {pos_embed!r}")
+        if int(num_features) < 1:
+            raise ValueError(f"num_features must be >= 1 (the table's feature count; through the CLI it comes from "
+                             f"the TabularDataModule), got {num_features!r}")
         self.num_features, self.num_reg_tokens = int(num_features), int(num_reg_tokens)
         self.embed_dim, self.predictor_dim = embed_dim, predictor_dim
         self.embed = nn.Linear(embed_dim, predictor_dim)
