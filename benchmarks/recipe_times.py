@@ -90,6 +90,8 @@ def main() -> None:
             continue
         results["recipes"][name] = measure(path, args.steps, args.warmup)
         print(name, results["recipes"][name], flush=True)
+    results["note"] = ("minutes = set-up + step_seconds x steps, validation excluded; set-up measured with the "
+                       "embedded data already generated (a first run adds its generation: seconds to a minute)")
     results["machine"] = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                           "processor": platform.processor() or platform.machine(), "torch": torch.__version__}
     TIMES.parent.mkdir(parents=True, exist_ok=True)

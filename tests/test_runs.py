@@ -144,3 +144,17 @@ def test_recipes_lists_every_recipe_with_its_data(capsys):
     line = next(x for x in out.splitlines() if x.startswith("ijepa/in1k_vith14.yaml"))
     assert "ImageFolderDataModule (yours" in line and "GPU cluster" in line
     assert "DigitsDataModule (embedded)" in next(x for x in out.splitlines() if x.startswith("ijepa/tiny.yaml"))
+
+
+def test_recipe_times_benchmark_measures_a_recipe(tmp_path, monkeypatch):
+    import sys
+
+    from conftest import ROOT
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.chdir(tmp_path)
+    sys.modules.pop("recipe_times", None)
+    import recipe_times
+
+    row = recipe_times.measure(ROOT / "recipes" / "linear_theory" / "mae_tiny.yaml", steps=2, warmup=1)
+    assert row["steps"] == 800 and row["step_seconds"] > 0 and row["setup_seconds"] >= 0
+    assert row["minutes"] >= row["step_seconds"] * 800 / 60
