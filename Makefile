@@ -36,7 +36,7 @@ bench: install  ## speed benchmarks (JSON on stdout)
 	$(PY) benchmarks/step_time.py
 	$(PY) benchmarks/scaling.py
 	$(PY) benchmarks/video_loader.py
-	$(PY) benchmarks/recipe_times.py  # -> benchmarks/results/recipe_times.json (jepa-lightning recipes)
+	$(PY) benchmarks/recipe_times.py  # -> benchmarks/recipe_times.json (jepa-lightning recipes)
 
 reproduce: install  ## paper-claim experiments at small scale (slow); results -> benchmarks/results, README, docs/results
 	$(PY) benchmarks/fidelity/image_jepa.py

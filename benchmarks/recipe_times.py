@@ -4,7 +4,7 @@ For each recipe whose trainer runs on the CPU, a few training steps are timed in
 multiplied by the recipe's own number of steps (`max_steps`, else `max_epochs` x batches per epoch); the set-up
 before the first step (data generation or loading, model build) is added. Validation is not included. Recipes
 that start from another run's checkpoint are timed from a random initialisation (the same cost). Writes
-`benchmarks/results/recipe_times.json`:
+`benchmarks/recipe_times.json`:
 
     python benchmarks/recipe_times.py [--only ijepa/tiny.yaml ...] [--steps 8] [--warmup 3]
 """

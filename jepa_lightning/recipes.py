@@ -1,7 +1,7 @@
 """`jepa-lightning recipes [--all]`: the recipes, one line each: what it trains (the first line of its header
 comment), which data it needs (embedded, or a dataset you provide) and its expected time on CPU.
 
-Times come from `benchmarks/results/recipe_times.json`, written by `benchmarks/recipe_times.py` (measured, never
+Times come from `benchmarks/recipe_times.json`, written by `benchmarks/recipe_times.py` (measured, never
 typed); a recipe at paper scale says "GPU cluster".
 """
 
@@ -15,7 +15,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
-TIMES = ROOT / "benchmarks" / "results" / "recipe_times.json"
+TIMES = ROOT / "benchmarks" / "recipe_times.json"  # not in results/: those are fidelity results (report.py)
 EMBEDDED_KEYS = ("embedded", "synthetic", "dataset")  # data arguments that select a generated set
 USER_DATA_KEYS = ("root", "path", "train", "data_dir")  # data arguments that point at your files
 CHECKPOINT_KEYS = ("checkpoint", "teacher_checkpoint", "init_encoder")  # another run's output it starts from
