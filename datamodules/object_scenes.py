@@ -70,6 +70,8 @@ class ObjectScenesDataModule(JEPADataModule):
     Args:
         image_size: canvas side in pixels.
         num_train, num_val: scenes per split (the test split is the val split).
+        num_train_eval: how many training scenes the frozen probes train on (the first ones; default: all), so
+            pretraining can use many scenes while the probe protocol stays the same.
         scene_seed: seed of the scene generator (train and val scenes come from independent streams).
         objects_per_scene, main_scale, distractor_scale, rotation, background_scale, background_blur,
             background_contrast, texture_strength, min_contrast: the scene generator's
@@ -87,7 +89,8 @@ class ObjectScenesDataModule(JEPADataModule):
     classes = list(SHAPES)
     num_segmentation_classes = NUM_SHAPES + 1  # background + 10 shapes
 
-    def __init__(self, image_size: int = 64, num_train: int = 4000, num_val: int = 1000, scene_seed: int = 0,
+    def __init__(self, image_size: int = 64, num_train: int = 4000, num_val: int = 1000,
+                 num_train_eval: int | None = None, scene_seed: int = 0,
                  objects_per_scene: tuple[int, int] = (2, 4), main_scale: tuple[float, float] = (0.24, 0.32),
                  distractor_scale: tuple[float, float] = (0.05, 0.09), rotation: float = 15.0,
                  background_scale: tuple[float, float] = (0.15, 0.35), background_blur: float = 1.0,
@@ -101,6 +104,10 @@ class ObjectScenesDataModule(JEPADataModule):
         for name, value in (("num_train", num_train), ("num_val", num_val)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if num_train_eval is not None and not (isinstance(num_train_eval, int) and 1 <= num_train_eval <= num_train):
+            raise ValueError(f"num_train_eval must be None or an integer in [1, num_train={num_train}], "
+                             f"got {num_train_eval!r}")
+        self.num_train_eval = num_train_eval
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"mean and std must be 3 values (RGB) with std > 0, got mean={mean}, std={std}")
         # checks every scene argument (a clear error here, not at the first setup)
@@ -165,5 +172,6 @@ class ObjectScenesDataModule(JEPADataModule):
         norm = (self.mean, self.std)
         fields = ("image", "segmentation", "label")
         self.train_dataset = ObjectScenesDataset(*(train[f] for f in fields), *norm, crop=v2.Compose(ops))
-        self.train_eval_dataset = ObjectScenesDataset(*(train[f] for f in fields), *norm)
+        first = slice(0, self.num_train_eval)  # the probes' training scenes (all by default)
+        self.train_eval_dataset = ObjectScenesDataset(*(train[f][first] for f in fields), *norm)
         self.val_dataset = self.test_dataset = ObjectScenesDataset(*(val[f] for f in fields), *norm)

@@ -182,7 +182,7 @@ def test_bad_scene_arguments(kwargs, name):
 
 def test_bad_datamodule_arguments(tmp_path):
     for kwargs, name in (({"num_train": 0}, "num_train"), ({"crop_scale": (0.5, 1.5)}, "crop_scale"),
-                         ({"std": (1.0, 0.0, 1.0)}, "std")):
+                         ({"std": (1.0, 0.0, 1.0)}, "std"), ({"num_train_eval": 5000}, "num_train_eval")):
         with pytest.raises(ValueError, match=name):
             ObjectScenesDataModule(cache_dir=str(tmp_path), **kwargs)
 
@@ -217,6 +217,12 @@ def test_batches_splits_and_cache(tmp_path, monkeypatch):
     assert torch.equal(again.val_dataset.images, dm.val_dataset.images)
     other = ObjectScenesDataModule(cache_dir=str(tmp_path), scene_seed=1, **SMALL)
     assert other.data_dir != dm.data_dir  # another seed: another cache entry
+    # the probes may train on the first scenes only; pretraining still sees all (same rendered cache)
+    few = ObjectScenesDataModule(cache_dir=str(tmp_path), num_train_eval=20, **SMALL)
+    few.setup()
+    assert few.data_dir == dm.data_dir and len(few.train_eval_dataset) == 20
+    assert len(few.train_dataset) == len(dm.train_dataset) > 20
+    assert torch.equal(few.train_eval_dataset.images, dm.train_eval_dataset.images[:20])
 
 
 def test_joint_crop_keeps_image_and_mask_aligned():
