@@ -33,9 +33,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from datamodules.common import SkippedReport
 from jepa_lightning import runs
-from jepa_lightning.checkpointing import AtomicCheckpointIO
+from jepa_lightning.checkpointing import AtomicCheckpointIO, last_checkpoint_path
 from jepa_lightning.distributed import close_process_group
-from jepa_lightning.errors import DEBUG_ENV, EXIT_USAGE, UserError, condense, root_cause
+from jepa_lightning.errors import DEBUG_ENV, EXIT_USAGE, UserError, condense, config_errors
 from jepa_lightning.eval.flops import ParameterSummary, TrainingFLOPs
 from jepa_lightning.launch.requeue import RequeueOnSignal
 from jepa_lightning.links import link_sizes
@@ -99,6 +99,7 @@ class JEPACLI(LightningCLI):
         self.run_dir: Path | None = None
         self._versioned = False  # the run directory is <root>/<name>/version_N (not an explicit --run_dir)
         self._resumed_step: int | None = None
+        self._run_config: dict | None = None  # the settings that define this run (runs.run_config)
         super().__init__(
             model_class=LightningModule, datamodule_class=LightningDataModule,
             subclass_mode_model=True, subclass_mode_data=True,
@@ -148,17 +149,19 @@ class JEPACLI(LightningCLI):
             print(target.dump(config, skip_none=False), end="")
             raise SystemExit(0)
 
+    @property
+    def _config(self) -> Namespace:
+        """This subcommand's config (the whole config when run=False)."""
+        return self.config[self.subcommand] if self.subcommand else self.config
+
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        try:
+        config = self._config
+        with config_errors():  # (a data class may be built to read its sizes)
             notes = link_sizes(config)
-        except (ValueError, TypeError, OSError, KeyError) as err:  # a data class built to read its sizes
-            if isinstance(err, UserError):
-                raise
-            raise UserError(condense(str(root_cause(err)))) from err
         for note in notes:
             rank_zero_warn(note)
         self.run_dir = self._place_run(config)
+        self._run_config = runs.run_config(config)
 
     def _place_run(self, config: Namespace) -> Path:
         """Points logs, config and checkpoints at the run directory (:mod:`jepa_lightning.runs`)."""
@@ -182,37 +185,32 @@ class JEPACLI(LightningCLI):
         return run_dir
 
     def instantiate_classes(self) -> None:
-        try:
+        with config_errors():
             super().instantiate_classes()
-        except (ValueError, TypeError, OSError, KeyError) as err:  # raised by a constructor: the config's fault
-            if isinstance(err, UserError):
-                raise
-            raise UserError(condense(str(root_cause(err)))) from err
 
     def instantiate_trainer(self, **kwargs):
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own CheckpointIO
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        trainer.callbacks.append(runs.RunConfig(runs.run_config(config)))
+        trainer.callbacks.append(runs.RunConfig(self._run_config))
         return trainer
 
     def before_fit(self) -> None:
-        self._resume(self.config["fit"], self.config_init["fit"])
+        self._resume(self.config["fit"].get("resume"), self.config_init["fit"])
         if self.run_dir is not None and self.trainer.is_global_zero:
             if self._versioned:
                 runs.link_latest(self.run_dir)
             rank_zero_info(f"Run folder: {self.run_dir}")
 
-    def _resume(self, config: Namespace, init: Namespace) -> None:
+    def _resume(self, resume: bool | str, init: Namespace) -> None:
         """Continues `<checkpoint.dirpath>/last.ckpt` if it exists and belongs to this run (same settings)."""
-        last = Path(config.checkpoint.dirpath) / "last.ckpt"
-        if config.get("ckpt_path") is not None or not runs.has_checkpoint(last):
+        last = last_checkpoint_path(self.trainer)
+        if init.get("ckpt_path") is not None or not runs.has_checkpoint(last):
             return
-        if config.get("resume") is False:
+        if resume is False:
             raise UserError(f"{last} exists: this run folder already holds a run; pass another --run_dir "
                             "(or leave it out for a new version_N), or remove it, to start over")
-        meta = runs.check_same_run(last, runs.run_config(config), force=config.get("resume") == "force")
+        meta = runs.check_same_run(last, self._run_config, force=resume == "force")
         if meta["run_config"] is None:
             rank_zero_warn(f"{last} stores no run config (an older checkpoint): resuming it unchecked")
         rank_zero_info(f"Resuming from {last} (step {meta['global_step']}; --resume=false starts a new run)")

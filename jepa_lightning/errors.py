@@ -8,6 +8,8 @@ its traceback.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 EXIT_USAGE = 2
 DEBUG_ENV = "JEPA_LIGHTNING_DEBUG"
@@ -34,3 +36,15 @@ def root_cause(error: BaseException) -> BaseException:
     while error.__cause__ is not None:
         error = error.__cause__
     return error
+
+
+@contextmanager
+def config_errors() -> Iterator[None]:
+    """Turns what a constructor raises while the config is being built (a bad value, a missing file) into a
+    :class:`UserError` carrying the constructor's own message."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (ValueError, TypeError, OSError, KeyError) as err:
+        raise UserError(condense(str(root_cause(err)))) from err
