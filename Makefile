@@ -41,7 +41,6 @@ bench: install  ## speed benchmarks (JSON on stdout)
 reproduce: install  ## paper-claim experiments at small scale (slow); results -> benchmarks/results, README, docs/results
 	$(PY) benchmarks/fidelity/image_jepa.py
 	$(PY) benchmarks/fidelity/ijepa_collapse.py
-	$(PY) benchmarks/fidelity/reference_parity.py
 	$(PY) benchmarks/fidelity/salt.py
 	$(PY) benchmarks/fidelity/t_jepa.py
 	$(PY) benchmarks/fidelity/linear_theory.py
@@ -49,6 +48,9 @@ reproduce: install  ## paper-claim experiments at small scale (slow); results ->
 	$(PY) benchmarks/fidelity/act_jepa.py
 	$(PY) benchmarks/fidelity/td_jepa.py
 	$(PY) benchmarks/fidelity/ui_jepa.py
+	-bash benchmarks/fidelity/official.sh runs/official && \
+	IJEPA_OFFICIAL=$${IJEPA_OFFICIAL:-runs/official/ijepa} $(PY) benchmarks/fidelity/reference_parity.py && \
+	DMT_OFFICIAL=$${DMT_OFFICIAL:-runs/official/dmtjepa} $(PY) benchmarks/fidelity/dmt_parity.py
 	$(PY) benchmarks/fidelity/report.py
 
 freeze: install  ## re-pin constraints.txt from the current environment

@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import os
 import subprocess
@@ -70,6 +71,20 @@ def video_args(recipe: str, tmp_path: Path, cache: Path, *extra: str, subcommand
 def video_cache(tmp_path_factory) -> Path:
     """One moving-digits cache for the whole session (the videos are generated on first use)."""
     return tmp_path_factory.mktemp("moving_digits")
+
+
+def load_benchmark(relpath: str, name: str):
+    """A benchmark script imported as module `name` (once per process); its folder goes on sys.path first, as the
+    scripts import their sibling common.py."""
+    if name not in sys.modules:
+        path = ROOT / relpath
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def run_script(*args: str) -> dict:

@@ -4,14 +4,12 @@ The official code is never part of this repository: the parity tests run only wh
 checkout of facebookresearch/ijepa; the weight-mapping test needs nothing of it.
 """
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_script
+from conftest import ROOT, load_benchmark, run_script
 
 SCRIPT = ROOT / "benchmarks" / "fidelity" / "reference_parity.py"
 OFFICIAL = os.environ.get("IJEPA_OFFICIAL")
@@ -19,18 +17,9 @@ needs_official = pytest.mark.skipif(
     not OFFICIAL, reason="set IJEPA_OFFICIAL to a checkout of facebookresearch/ijepa to run the parity check")
 
 
-def _load_script():
-    if "reference_parity" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("reference_parity", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["reference_parity"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["reference_parity"]
-
-
 @pytest.fixture(scope="module")
 def rp():
-    return _load_script()
+    return load_benchmark("benchmarks/fidelity/reference_parity.py", "reference_parity")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """benchmarks/fidelity/report.py: README summary block, per-result pages and plots, index, schema errors, --check."""
 
-import importlib.util
 import json
 import re
 import statistics
@@ -10,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "fidelity_result.json"
@@ -20,14 +20,7 @@ AFTER = "\nmore results written by hand\n\n## Development\n\nthe end\n"
 
 @pytest.fixture(scope="module")
 def report():
-    sys.path.insert(0, str(SCRIPT.parent))  # report.py imports its sibling common.py, as every benchmark does
-    try:
-        spec = importlib.util.spec_from_file_location("fidelity_report", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    return load_benchmark("benchmarks/fidelity/report.py", "fidelity_report")
 
 
 @pytest.fixture

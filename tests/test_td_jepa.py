@@ -3,13 +3,11 @@ the linear-MDP successor-feature claim at small scale, and fit + validate with z
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, load_benchmark
 
 from jepa_lightning.methods.td_jepa import (
     TDJEPA,
@@ -189,11 +187,7 @@ def test_pixel_path_shapes_and_random_shift():
 
 
 def _benchmark():
-    sys.path.insert(0, str(ROOT / "benchmarks" / "fidelity"))
-    spec = importlib.util.spec_from_file_location("td_jepa_fidelity", ROOT / "benchmarks" / "fidelity" / "td_jepa.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("benchmarks/fidelity/td_jepa.py", "td_jepa_fidelity")
 
 
 def test_linear_td_jepa_converges_to_closed_form_successor_features(one_thread):

@@ -250,6 +250,8 @@ def page(result: dict, source: bytes) -> str:
              f"({result['seconds']:g} s); benchmark `{result['benchmark']}`.", "", "## Probes", ""]
     for probe in result["probes"]:
         lines += probe_section(result, probe)
+    if not result["probes"]:
+        lines += ["No probe in this run: its claims are measured directly.", ""]
     lines += ["## Claims", "", *claims_section(result)]
     if has_curves(result):
         lines += ["## Collapse monitors", "", f"![collapse monitors over training steps]({name}_monitors.png)", ""]

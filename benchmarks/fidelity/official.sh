@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Checkouts of the official code that the parity checks import at run time (never part of this repository):
+#   benchmarks/fidelity/official.sh [DIR]      -> DIR/ijepa, DIR/dmtjepa (default DIR: runs/official)
+# Each is cloned once at the commit the published parity results were measured against; an existing folder is
+# left as it is. IJEPA_OFFICIAL / DMT_OFFICIAL, when set, name checkouts of your own and nothing is cloned.
+set -u
+dir=${1:-runs/official}
+status=0
+fetch() {  # name, url, commit, env override
+  local target="$dir/$1"
+  if [ -n "${4:-}" ]; then echo "$1: using $4"; return; fi
+  if [ -d "$target" ]; then echo "$1: $target"; return; fi
+  mkdir -p "$dir"
+  if git clone --quiet "$2" "$target" && git -C "$target" checkout --quiet "$3"; then
+    echo "$1: $target at $3"
+  else
+    rm -rf "$target"
+    echo "$1: could not clone $2 (no network?); its parity check needs a checkout: set $5" >&2
+    status=1
+  fi
+}
+fetch ijepa https://github.com/facebookresearch/ijepa 52c1ae95d05f743e000e8f10a1f3a79b10cff048 "${IJEPA_OFFICIAL:-}" IJEPA_OFFICIAL
+fetch dmtjepa https://github.com/DMTJEPA/DMTJEPA b8ad2d89adeb04b657ff6efbb9edcb7ef43b2241 "${DMT_OFFICIAL:-}" DMT_OFFICIAL
+exit $status
