@@ -31,3 +31,13 @@ def test_video_loader_smoke():
     digits = out["moving_digits"]
     assert digits["workers0"] > 0 and digits["tiny_recipe_training"]["samples_per_s"] > 0
     assert digits["loader_over_training"]["workers0"] > 0
+
+
+def test_paper_step_smoke():
+    """The paper-size step benchmark, eager only, at a tiny size on CPU: a timed step and its FLOPs."""
+    out = run_script("benchmarks/paper_step.py", "--quick", "--compile")
+    (arm,) = out["arms"]
+    assert arm["compiled"] is None and arm["step_seconds"] > 0 and arm["gflop_per_step"] > 0
+    assert arm["mfu_percent"] >= 0 and arm["speedup_vs_eager"] == 1.0
+    lo, hi = arm["context_tokens_range"]
+    assert 1 <= lo <= hi <= 16  # a 4x4 grid of tokens

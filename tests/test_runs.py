@@ -159,3 +159,7 @@ def test_recipe_times_benchmark_measures_a_recipe(tmp_path, monkeypatch):
     row = recipe_times.measure(ROOT / "recipes" / "linear_theory" / "mae_tiny.yaml", steps=2, warmup=1)
     assert row["steps"] == 800 and row["step_seconds"] > 0 and row["setup_seconds"] >= 0
     assert row["minutes"] >= row["step_seconds"] * 800 / 60 - 0.01  # (rounded to 2 decimals)
+    assert "mfu_percent" not in row  # only when a peak is given (the GPU path)
+    row = recipe_times.measure(ROOT / "recipes" / "linear_theory" / "mae_tiny.yaml", steps=2, warmup=1,
+                               peak_tflops=1e-3)
+    assert row["gflop_per_step"] > 0 and row["tflops"] > 0 and row["mfu_percent"] > 0
