@@ -28,9 +28,6 @@ Runtime: a few seconds. Prints one JSON object and writes benchmarks/results/dmt
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
-import importlib.util
 import json
 import os
 import sys
@@ -48,6 +45,7 @@ if str(HERE) not in sys.path:  # `common` sits next to this file (also when impo
     sys.path.insert(0, str(HERE))
 
 from common import RESULTS, claim_entry, save_result  # noqa: E402
+from official import import_official  # noqa: E402
 
 from jepa_lightning.methods.dmt_jepa import LocalAggregationHead  # noqa: E402
 
@@ -56,37 +54,14 @@ GRID = (14, 14)
 TOL = 1e-5
 
 
-@contextlib.contextmanager
-def _own_src(root: Path):
-    """Import the checkout's ``src`` package without disturbing another ``src`` already imported (the official
-    I-JEPA has one too): those modules are set aside and put back afterwards."""
-    def ours(name: str) -> bool:
-        return name == "src" or name.startswith("src.")
-
-    saved = {k: sys.modules.pop(k) for k in list(sys.modules) if ours(k)}
-    sys.path.insert(0, str(root))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(root))
-        for k in [k for k in sys.modules if ours(k)]:
-            del sys.modules[k]
-        sys.modules.update(saved)
-
-
 def load_official(path: str | os.PathLike) -> SimpleNamespace:
     """The official head module from a checkout of DMTJEPA/DMTJEPA."""
-    root = Path(path).expanduser().resolve()
-    head_file = root / "src" / "models" / "local_agg_head.py"
-    if not head_file.is_file():
-        raise FileNotFoundError(f"'{root}' is not a checkout of DMTJEPA/DMTJEPA (no src/models/local_agg_head.py)")
-    with _own_src(root):
-        vit = importlib.import_module("src.models.vision_transformer")
-        spec = importlib.util.spec_from_file_location("src.models.local_agg_head", head_file)
-        module = importlib.util.module_from_spec(spec)
-        module.Mlp = vit.MLP  # the name local_agg_head.py uses without importing it
-        spec.loader.exec_module(module)
-    return SimpleNamespace(root=root, LocalAggHead=module.LocalAggHead)
+    mods = import_official(path, "DMTJEPA/DMTJEPA", ["src.models.vision_transformer", "src.models.local_agg_head"],
+                           marker="src/models/local_agg_head.py",
+                           patch={"src.models.local_agg_head":  # the name it uses without importing it
+                                  lambda m: {"Mlp": m["src.models.vision_transformer"].MLP}})
+    return SimpleNamespace(root=Path(path).expanduser().resolve(),
+                           LocalAggHead=mods["src.models.local_agg_head"].LocalAggHead)
 
 
 def official_dir(arg: str | None = None) -> str | None:

@@ -36,12 +36,10 @@ writes only where ``--results-dir`` says).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import functools
 import importlib
 import json
-import logging
 import os
 import re
 import statistics
@@ -62,6 +60,7 @@ if str(HERE) not in sys.path:  # `common` sits next to this file (also when impo
     sys.path.insert(0, str(HERE))
 
 from common import RESULTS, claim_entry, probe_entry, save_result, summary  # noqa: E402
+from official import import_official  # noqa: E402
 
 from jepa_lightning.masks import Masks, MultiBlockMask2D, step_generator  # noqa: E402
 from jepa_lightning.methods import IJEPA  # noqa: E402
@@ -74,30 +73,15 @@ ENV = "IJEPA_OFFICIAL"
 
 # ------------------------------------------------------------------------------------------ the official code
 def load_official(path: str | os.PathLike) -> SimpleNamespace:
-    """Import the official modules from a checkout of facebookresearch/ijepa (its ``src`` package). No stub is
-    needed: these modules import only torch, numpy and the standard library. ``src.helper`` configures the root
-    logger at import (stdout, INFO) and logs whole models; it is imported with stdout sent to stderr (our stdout
-    carries the JSON) and the root level set back to WARNING."""
-    root = Path(path).expanduser().resolve()
-    if not (root / "src" / "models" / "vision_transformer.py").is_file():
-        raise FileNotFoundError(f"'{root}' is not a checkout of facebookresearch/ijepa "
-                                f"(no src/models/vision_transformer.py)")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    loaded = sys.modules.get("src")
-    if loaded is not None and Path(getattr(loaded, "__path__", [""])[0]).resolve() != root / "src":
-        raise ImportError(f"another package named 'src' is already imported ({loaded.__path__}); "
-                          f"cannot import the official code from {root}")
-    level = logging.getLogger().level
-    with contextlib.redirect_stdout(sys.stderr):
-        vit = importlib.import_module("src.models.vision_transformer")
-        multiblock = importlib.import_module("src.masks.multiblock")
-        masks_utils = importlib.import_module("src.masks.utils")
-        tensors = importlib.import_module("src.utils.tensors")
-        helper = importlib.import_module("src.helper")
-    logging.getLogger().setLevel(max(level, logging.WARNING))
-    return SimpleNamespace(root=root, vit=vit, multiblock=multiblock, apply_masks=masks_utils.apply_masks,
-                           repeat_interleave_batch=tensors.repeat_interleave_batch, helper=helper)
+    """The official modules from a checkout of facebookresearch/ijepa (its ``src`` package: vision_transformer,
+    masks, helper). No stub is needed: they import only torch, numpy and the standard library."""
+    m = import_official(path, "facebookresearch/ijepa",
+                        ["src.models.vision_transformer", "src.masks.multiblock", "src.masks.utils", "src.utils.tensors",
+                         "src.helper"], marker="src/models/vision_transformer.py")
+    return SimpleNamespace(root=Path(path).expanduser().resolve(), vit=m["src.models.vision_transformer"],
+                           multiblock=m["src.masks.multiblock"], apply_masks=m["src.masks.utils"].apply_masks,
+                           repeat_interleave_batch=m["src.utils.tensors"].repeat_interleave_batch,
+                           helper=m["src.helper"])
 
 
 def official_dir(arg: str | None = None) -> str | None:
