@@ -50,6 +50,7 @@ reproduce: install  ## paper-claim experiments at small scale (slow); results ->
 	$(PY) benchmarks/fidelity/ui_jepa.py
 	-bash benchmarks/fidelity/official.sh runs/official && \
 	IJEPA_OFFICIAL=$${IJEPA_OFFICIAL:-runs/official/ijepa} $(PY) benchmarks/fidelity/reference_parity.py && \
+	VJEPA_OFFICIAL=$${VJEPA_OFFICIAL:-runs/official/jepa} $(PY) benchmarks/fidelity/vjepa_parity.py && \
 	DMT_OFFICIAL=$${DMT_OFFICIAL:-runs/official/dmtjepa} $(PY) benchmarks/fidelity/dmt_parity.py
 	$(PY) benchmarks/fidelity/report.py
 

@@ -45,7 +45,7 @@ if str(HERE) not in sys.path:  # `common` sits next to this file (also when impo
     sys.path.insert(0, str(HERE))
 
 from common import RESULTS, claim_entry, save_result  # noqa: E402
-from official import import_official  # noqa: E402
+from official import import_official, official_dir  # noqa: E402
 
 from jepa_lightning.methods.dmt_jepa import LocalAggregationHead  # noqa: E402
 
@@ -62,10 +62,6 @@ def load_official(path: str | os.PathLike) -> SimpleNamespace:
                                   lambda m: {"Mlp": m["src.models.vision_transformer"].MLP}})
     return SimpleNamespace(root=Path(path).expanduser().resolve(),
                            LocalAggHead=mods["src.models.local_agg_head"].LocalAggHead)
-
-
-def official_dir(arg: str | None = None) -> str | None:
-    return arg or os.environ.get(ENV) or None
 
 
 # ------------------------------------------------------------------------------------------- weight mapping
@@ -189,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--official", default=None, help=f"checkout of DMTJEPA/DMTJEPA (default: env {ENV})")
     ap.add_argument("--results-dir", default=None, help="where the schema result goes (default benchmarks/results)")
     args = ap.parse_args(argv)
-    path = official_dir(args.official)
+    path = official_dir(args.official, ENV)
     if path is None:
         ap.error(f"give --official PATH or set {ENV} to a checkout of DMTJEPA/DMTJEPA")
     torch.set_num_threads(1)

@@ -39,6 +39,11 @@ def own_packages(root: Path) -> Iterator[None]:
         sys.modules.update(saved)
 
 
+def official_dir(arg: str | None, env: str) -> str | None:
+    """The checkout to use: the command line's, else the environment variable `env`'s, else None."""
+    return arg or os.environ.get(env) or None
+
+
 def import_official(path: str | os.PathLike, repo: str, modules: list[str], marker: str,
                     patch: dict[str, Callable[[dict[str, ModuleType]], dict[str, Any]]] | None = None
                     ) -> dict[str, ModuleType]:

@@ -60,7 +60,7 @@ if str(HERE) not in sys.path:  # `common` sits next to this file (also when impo
     sys.path.insert(0, str(HERE))
 
 from common import RESULTS, claim_entry, probe_entry, save_result, summary  # noqa: E402
-from official import import_official  # noqa: E402
+from official import import_official, official_dir  # noqa: E402
 
 from jepa_lightning.masks import Masks, MultiBlockMask2D, step_generator  # noqa: E402
 from jepa_lightning.methods import IJEPA  # noqa: E402
@@ -82,10 +82,6 @@ def load_official(path: str | os.PathLike) -> SimpleNamespace:
                            multiblock=m["src.masks.multiblock"], apply_masks=m["src.masks.utils"].apply_masks,
                            repeat_interleave_batch=m["src.utils.tensors"].repeat_interleave_batch,
                            helper=m["src.helper"])
-
-
-def official_dir(arg: str | None = None) -> str | None:
-    return arg or os.environ.get(ENV) or None
 
 
 # -------------------------------------------------------------------------------------------------- config
@@ -646,7 +642,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="where the schema result goes (default benchmarks/results; with --quick: not written)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 20 steps, 1 seed, 256 mask samples")
     args = ap.parse_args(argv)
-    path = official_dir(args.official)
+    path = official_dir(args.official, ENV)
     if path is None:
         ap.error(f"give --official PATH or set {ENV} to a checkout of facebookresearch/ijepa")
     if args.quick:
