@@ -1,7 +1,7 @@
 """Do I-JEPA and DMT-JEPA learn? Both against the same ViT at its random initialisation, on embedded object
 scenes (textured shapes on photographs; datamodules.ObjectScenesDataModule), at equal steps and seeds.
 
-    python benchmarks/fidelity/image_jepa.py [--seeds 0 1 2] [--steps 3000] [--jobs 2]
+    python benchmarks/fidelity/image_jepa.py [--seeds 0 1 2] [--steps 6000] [--jobs 2]
     python benchmarks/fidelity/image_jepa.py --quick          # smoke test (~1 min)
 
 For each seed and method a run is built from its recipe (`recipes/ijepa/scenes_tiny.yaml`,
@@ -48,7 +48,7 @@ tokens that each carry the shape's identity; the token-map probe only needs toke
 or background, which surface), from which a linear map reads the silhouette. A gain on the token map with none on
 the mean-pooled probes says the encoder learned local content (what the latent targets mostly are here), not
 object-level semantics."""
-QUICK = ["--data.init_args.num_train=256", "--data.init_args.num_val=128",
+QUICK = ["--data.init_args.num_train=256", "--data.init_args.num_train_eval=256", "--data.init_args.num_val=128",
          "--model.init_args.encoder.init_args.depth=1", "--model.init_args.predictor.init_args.depth=1"]
 
 
@@ -211,7 +211,7 @@ def write_results(runs: list[dict], args: argparse.Namespace, overrides: list[st
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--methods", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     ap.add_argument("--max-patches", type=int, default=20000, help="training patches of the patch probes")
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
