@@ -263,12 +263,12 @@ def test_wrong_frame_count_is_corrected_by_decoding(tree):
 
 
 def test_seek_landing_after_the_clip_falls_back_to_the_start(tmp_path, monkeypatch):
-    from datamodules import video
+    from datamodules.video import codec
 
     path = str(write_video(tmp_path / "v.mp4", ramp_frames(48, texture=True), g="8"))
     expected = read_frames(path, [20, 22, 24], seek=False)
-    late = video._Timing.pts
-    monkeypatch.setattr(video._Timing, "pts", lambda self, i: late(self, i + 12 if i else 0))  # seeks 12 frames late
+    late = codec._Timing.pts
+    monkeypatch.setattr(codec._Timing, "pts", lambda self, i: late(self, i + 12 if i else 0))  # seeks 12 frames late
     assert torch.equal(read_frames(path, [20, 22, 24], seek=True), expected)
 
 
@@ -444,9 +444,9 @@ def test_moving_digits_files_cache_and_batches(digits_cache):
 
 
 def test_moving_digits_generation_race(tmp_path, monkeypatch):
-    from datamodules import video
+    from datamodules.video import moving_digits
 
-    real = video.generate_moving_digits
+    real = moving_digits.generate_moving_digits
     dm = MovingDigitsDataModule(cache_dir=str(tmp_path), **TINY)
 
     def slow_generation(folder, **kw):  # another process finishes first, while this one is still writing
@@ -456,7 +456,7 @@ def test_moving_digits_generation_race(tmp_path, monkeypatch):
         (other / "params.json").write_text("{}")
         os.replace(other, dm.data_dir)
 
-    monkeypatch.setattr(video, "generate_moving_digits", slow_generation)
+    monkeypatch.setattr(moving_digits, "generate_moving_digits", slow_generation)
     dm.prepare_data()  # loses the race: uses theirs, leaves no temporary folder behind
     assert dm.generated and dm.generation_seconds is None
     assert [p.name for p in tmp_path.iterdir()] == [Path(dm.data_dir).name]

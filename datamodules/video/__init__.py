@@ -1,0 +1,50 @@
+"""Video DataModules, decoded with PyAV (``pip install jepa-lightning[video]``).
+
+Modules, each importing only those above it:
+
+- :mod:`~datamodules.video.codec`: PyAV: frame counts, the seeking frame decoder (:func:`read_frames`),
+  :func:`write_mp4`;
+- :mod:`~datamodules.video.sources`: the sources of a split (class folders, V-JEPA list files, CSVs;
+  :func:`read_video_index`);
+- :mod:`~datamodules.video.transforms`: the training and evaluation views of a clip;
+- :mod:`~datamodules.video.clips`: clip positions (:func:`clip_indices`) and :class:`VideoClipDataset`;
+- :mod:`~datamodules.video.datamodule`: :class:`VideoDataModule` (batch keys and shapes);
+- :mod:`~datamodules.video.moving_digits`: the embedded moving-digits generator and
+  :class:`MovingDigitsDataModule`.
+"""
+
+from .clips import ShortVideoError, VideoClipDataset, clip_indices
+from .codec import read_frames, video_frame_count, write_mp4
+from .datamodule import SHORT_VIDEO_POLICIES, VideoDataModule
+from .moving_digits import (
+    MOTIONS,
+    MovingDigitsDataModule,
+    generate_moving_digits,
+    moving_digit_trajectories,
+    render_moving_digit,
+)
+from .sources import VIDEO_EXTENSIONS, read_video_index
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, ScaleNormalize, VideoEvalTransform, VideoTrainTransform
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MOTIONS",
+    "SHORT_VIDEO_POLICIES",
+    "VIDEO_EXTENSIONS",
+    "MovingDigitsDataModule",
+    "ScaleNormalize",
+    "ShortVideoError",
+    "VideoClipDataset",
+    "VideoDataModule",
+    "VideoEvalTransform",
+    "VideoTrainTransform",
+    "clip_indices",
+    "generate_moving_digits",
+    "moving_digit_trajectories",
+    "read_frames",
+    "read_video_index",
+    "render_moving_digit",
+    "video_frame_count",
+    "write_mp4",
+]
