@@ -70,8 +70,8 @@ class ObjectScenesDataModule(JEPADataModule):
     Args:
         image_size: canvas side in pixels.
         num_train, num_val: scenes per split (the test split is the val split).
-        num_train_eval: how many training scenes the frozen probes train on (the first ones; default: all), so
-            pretraining can use many scenes while the probe protocol stays the same.
+        num_train_eval: how many training scenes the frozen probes train on (the first ones; default and when
+            num_train is smaller: all), so pretraining can use many scenes while the probe protocol stays the same.
         scene_seed: seed of the scene generator (train and val scenes come from independent streams).
         objects_per_scene, main_scale, distractor_scale, rotation, background_scale, background_blur,
             background_contrast, texture_strength, min_contrast: the scene generator's
@@ -104,9 +104,8 @@ class ObjectScenesDataModule(JEPADataModule):
         for name, value in (("num_train", num_train), ("num_val", num_val)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if num_train_eval is not None and not (isinstance(num_train_eval, int) and 1 <= num_train_eval <= num_train):
-            raise ValueError(f"num_train_eval must be None or an integer in [1, num_train={num_train}], "
-                             f"got {num_train_eval!r}")
+        if num_train_eval is not None and not (isinstance(num_train_eval, int) and num_train_eval >= 1):
+            raise ValueError(f"num_train_eval must be None or an integer >= 1, got {num_train_eval!r}")
         self.num_train_eval = num_train_eval
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"mean and std must be 3 values (RGB) with std > 0, got mean={mean}, std={std}")

@@ -182,7 +182,7 @@ def test_bad_scene_arguments(kwargs, name):
 
 def test_bad_datamodule_arguments(tmp_path):
     for kwargs, name in (({"num_train": 0}, "num_train"), ({"crop_scale": (0.5, 1.5)}, "crop_scale"),
-                         ({"std": (1.0, 0.0, 1.0)}, "std"), ({"num_train_eval": 5000}, "num_train_eval")):
+                         ({"std": (1.0, 0.0, 1.0)}, "std"), ({"num_train_eval": 0}, "num_train_eval")):
         with pytest.raises(ValueError, match=name):
             ObjectScenesDataModule(cache_dir=str(tmp_path), **kwargs)
 
@@ -223,6 +223,9 @@ def test_batches_splits_and_cache(tmp_path, monkeypatch):
     assert few.data_dir == dm.data_dir and len(few.train_eval_dataset) == 20
     assert len(few.train_dataset) == len(dm.train_dataset) > 20
     assert torch.equal(few.train_eval_dataset.images, dm.train_eval_dataset.images[:20])
+    more = ObjectScenesDataModule(cache_dir=str(tmp_path), num_train_eval=10**6, **SMALL)  # a recipe's 4000 when a
+    more.setup()                                                                       # run asks for fewer scenes
+    assert len(more.train_eval_dataset) == len(dm.train_dataset)
 
 
 def test_joint_crop_keeps_image_and_mask_aligned():

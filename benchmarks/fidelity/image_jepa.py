@@ -18,6 +18,10 @@ neighbour-aggregated targets), trained `--steps` optimizer steps, and probed fro
 Arms: the evaluated teacher ("pretrained"), the context encoder, and the random initialisation (the seed's
 initial network, identical for both methods). Each run is cached as JSON under runs/bench_image_jepa
 (reruns resume; --fresh recomputes) and runs in its own process (`--jobs` at a time, one thread each).
+Runtime on 2 cores: one run (6000 steps at one thread, then the probes of three networks) takes 32-57 min (I-JEPA
+~0.3 s/step, DMT-JEPA ~0.45; more with two runs side by side), so 3 seeds x 2 methods with --jobs 2 take about
+2.5-3 h: over the 30-min budget the issue set. Fewer steps or scenes learned much less (3000 steps on 4000 scenes:
+the mean-pooled image probes stayed at random init's level).
 Writes benchmarks/results/ijepa_scenes.json and dmt_jepa_scenes.json (benchmarks/fidelity/common.py schema) and
 prints both.
 """
