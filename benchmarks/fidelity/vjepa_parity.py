@@ -26,6 +26,7 @@ benchmarks/results/vjepa_parity.json (schema of ``common.py``: claims only).
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import os
@@ -104,15 +105,20 @@ def build_ours(cfg: Config) -> VJEPA:
     return VJEPA(encoder, predictor, masks=masks, ema=(0.998, 1.0))
 
 
-def official_state(module: nn.Module, part: str) -> dict[str, torch.Tensor]:
-    """A wrapped official module's state dict in the official I-JEPA layout that `map_official_to_ours` reads:
-    the wrapper's "backbone." dropped; the predictor's per-generator mask tokens [1, 1, P] stacked into one
-    "mask_token" [n, 1, P]."""
-    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in module.state_dict().items()}
+def official_layout(tensors: dict[str, torch.Tensor], part: str) -> dict[str, torch.Tensor]:
+    """Official names -> the official I-JEPA layout that `map_official_to_ours` reads: the multi-mask wrapper's
+    "backbone." (and DDP's "module.") dropped; the predictor's per-generator mask tokens [1, 1, P] stacked into
+    one "mask_token" [n, 1, P]."""
+    out = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in tensors.items()}
     if part == "predictor":
-        keys = sorted((k for k in state if k.startswith("mask_tokens.")), key=lambda k: int(k.split(".")[1]))
-        state["mask_token"] = torch.cat([state.pop(k) for k in keys])
-    return state
+        keys = sorted((k for k in out if k.startswith("mask_tokens.")), key=lambda k: int(k.split(".")[1]))
+        out["mask_token"] = torch.cat([out.pop(k) for k in keys])
+    return out
+
+
+def official_state(module: nn.Module, part: str) -> dict[str, torch.Tensor]:
+    """A wrapped official module's state dict in that layout."""
+    return official_layout(module.state_dict(), part)
 
 
 def load_official_weights(model: VJEPA, encoder: nn.Module, predictor: nn.Module) -> None:
@@ -140,7 +146,7 @@ def equivalence(off: SimpleNamespace, cfg: Config = Config(), seed: int = 0, bat
     encoder, predictor = build_official(off, cfg)
     _perturb(encoder, 0.02, g)
     _perturb(predictor, 0.02, g)
-    target = __import__("copy").deepcopy(encoder)
+    target = copy.deepcopy(encoder)
     model = build_ours(cfg)
     load_official_weights(model, encoder, predictor)
     tables = {"encoder": (model.encoder.pos_embed, official_state(encoder, "encoder")["pos_embed"]),
@@ -156,13 +162,10 @@ def equivalence(off: SimpleNamespace, cfg: Config = Config(), seed: int = 0, bat
     loss_ours.backward()
     worst, params = 0.0, 0
     for part, off_module in (("encoder", encoder), ("predictor", predictor)):
-        grads = {k.removeprefix("backbone."): p.grad for k, p in off_module.named_parameters() if p.grad is not None}
-        if part == "predictor":
-            keys = sorted((k for k in grads if k.startswith("mask_tokens.")), key=lambda k: int(k.split(".")[1]))
-            grads["mask_token"] = torch.cat([grads.pop(k) for k in keys])
-        mapped = map_official_to_ours(grads | {k: v for k, v in official_state(off_module, part).items()
-                                               if k not in grads and k not in ("pos_embed", "predictor_pos_embed")},
-                                      getattr(model, part), part)
+        grads = official_layout({k: p.grad for k, p in off_module.named_parameters() if p.grad is not None}, part)
+        fixed = ("pos_embed", "predictor_pos_embed")  # frozen tables: no gradient, not mapped
+        rest = {k: v for k, v in official_state(off_module, part).items() if k not in grads and k not in fixed}
+        mapped = map_official_to_ours(grads | rest, getattr(model, part), part)
         for name, p in getattr(model, part).named_parameters():
             if p.grad is None:
                 continue
