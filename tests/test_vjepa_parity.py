@@ -8,7 +8,7 @@ import os
 
 import pytest
 import torch
-from conftest import load_benchmark
+from conftest import load_benchmark, run_script
 
 OFFICIAL = os.environ.get("VJEPA_OFFICIAL")
 needs_official = pytest.mark.skipif(
@@ -58,7 +58,7 @@ def test_official_code_is_required_with_a_clear_error(vp, tmp_path):
 
 @needs_official
 def test_loss_gradients_and_masks_equal_the_official_code(vp, tmp_path, one_thread):
-    out = vp.main(["--official", OFFICIAL, "--results-dir", str(tmp_path), "--mask-batches", "40"])
+    out = vp.main(["--official", OFFICIAL, "--results-dir", str(tmp_path), "--mask-batches", "40", "--seeds"])
     eq = out["equivalence"]
     assert eq["params_compared"] > 50
     assert eq["loss_abs_diff"] <= 1e-5 and eq["grad_max_rel_diff"] <= 1e-5, eq
@@ -67,4 +67,15 @@ def test_loss_gradients_and_masks_equal_the_official_code(vp, tmp_path, one_thre
     for i in range(2):  # short- and long-range generators keep about the same context
         a, b = tiny["official"][i]["context"]["mean"], tiny["ours"][i]["context"]["mean"]
         assert abs(a - b) < 0.05 * 256, (i, a, b)
-    assert (tmp_path / "vjepa_parity.json").is_file()
+    assert (tmp_path / "vjepa_parity.json").is_file() and out["training"] == []
+
+
+@pytest.mark.slow
+@needs_official
+def test_quick_training_parity_prints_the_schema_result(tmp_path):
+    out = run_script("benchmarks/fidelity/vjepa_parity.py", "--quick", "--official", OFFICIAL,
+                     "--results-dir", str(tmp_path))
+    (run,) = out["training"]
+    assert run["ours"]["loss_first"] == pytest.approx(run["official"]["loss_first"], abs=1e-5)  # same init and data
+    assert {c["statement"] for c in out["claims"]} >= {"ours and the official code learn the same (within seed "
+                                                         "spread)"}

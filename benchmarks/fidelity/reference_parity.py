@@ -532,12 +532,13 @@ class MatchedArm(OursArm):
         self.model.teacher.update(self.model.encoder, linear(i, self.t.steps, *self.t.ema))
 
 
-def train(arm, batches: list[torch.Tensor], masks: list[Masks]) -> list[float]:
-    """The one loop for both implementations: schedule, loss, AdamW step, EMA update."""
+def train(arm, batches: list[torch.Tensor], masks: list, prepare=lambda x: x.expand(-1, 3, -1, -1)) -> list[float]:
+    """The one loop for both implementations: schedule, loss, AdamW step, EMA update. `prepare` turns a stored
+    batch into the networks' input (default: the grey digits' one channel as RGB)."""
     losses = []
     for i, (x, m) in enumerate(zip(batches, masks)):
         arm.before_step(i)
-        loss = arm.loss(x.expand(-1, 3, -1, -1), m)
+        loss = arm.loss(prepare(x), m)
         arm.opt.zero_grad(set_to_none=True)
         loss.backward()
         arm.opt.step()

@@ -19,7 +19,12 @@ packages; ``official.sh`` clones it at a pinned commit).
    on the tiny grid (4 x 8 x 8) and the paper's (8 x 14 x 14): context and target sizes per generator, with the
    batch truncation.
 
-Training side by side is not part of this script yet. Runtime: seconds. Prints one JSON object and writes
+3. Training side by side (`--seeds`, `--steps`): from the same initial weights (the official init mapped into ours),
+   on the same moving-digit clips and masks, one loop trains each implementation with its own optimizer set-up
+   (official: ``app/vjepa/utils.init_opt`` with ``ipe_scale`` 1, train.py's EMA; ours: the I-JEPA parity's
+   ``OursArm``), then the same digit probe on each teacher.
+
+Runtime: equivalence and masks, seconds; training, about a minute per 10 steps per seed on one thread. Prints one JSON object and writes
 benchmarks/results/vjepa_parity.json (schema of ``common.py``: claims only).
 """
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import functools
 import json
 import os
@@ -46,12 +52,12 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from common import RESULTS, claim_entry, save_result  # noqa: E402
+from common import RESULTS, claim_entry, probe_entry, save_result, summary  # noqa: E402
 from official import import_official, official_dir  # noqa: E402
 from reference_parity import Config as ImageConfig  # noqa: E402
-from reference_parity import _perturb, map_official_to_ours  # noqa: E402
+from reference_parity import OursArm, Train, _perturb, map_official_to_ours, train  # noqa: E402
 
-from jepa_lightning.masks import Masks, MultiBlockMask3D  # noqa: E402
+from jepa_lightning.masks import Masks, MultiBlockMask3D, step_generator  # noqa: E402
 from jepa_lightning.methods import VJEPA  # noqa: E402
 from jepa_lightning.nn import TransformerPredictor, VisionTransformer  # noqa: E402
 
@@ -206,12 +212,111 @@ def compare_masks(off: SimpleNamespace, cfg: Config, batches: int = 200, batch_s
             for impl, per in sizes.items()} | {"tokens": n, "batches": batches}
 
 
+# ----------------------------------------------------------------------------------------- training parity
+VIDEO_TRAIN = Train(steps=200, batch_size=32, ema=(0.998, 1.0))  # recipes/vjepa/tiny.yaml's optimisation
+
+
+class OfficialVideoArm:
+    """The official networks, optimizer set-up (app/vjepa/utils.init_opt, ipe_scale 1 so that its schedules end
+    with the run as ours do; the pretraining configs stretch them by 1.25) and EMA update (app/vjepa/train.py)."""
+
+    def __init__(self, off: SimpleNamespace, encoder: nn.Module, predictor: nn.Module, t: Train) -> None:
+        self.off, self.encoder, self.predictor, self.t = off, encoder, predictor, t
+        self.target = copy.deepcopy(encoder).requires_grad_(False)
+        self.opt, _, self.sched, self.wd_sched = off.utils.init_opt(
+            encoder=encoder, predictor=predictor, iterations_per_epoch=t.steps, start_lr=t.start_lr, ref_lr=t.lr,
+            warmup=t.warmup, num_epochs=1, wd=t.weight_decay, final_wd=t.final_weight_decay, final_lr=t.final_lr,
+            ipe_scale=1.0)
+
+    def before_step(self, i: int) -> None:
+        self.sched.step()
+        self.wd_sched.step()
+
+    def loss(self, x: torch.Tensor, masks: list[Masks]) -> torch.Tensor:
+        return official_loss(self.off, self.encoder, self.predictor, self.target, x, masks)
+
+    @torch.no_grad()
+    def after_step(self, i: int) -> None:
+        m0, m1 = self.t.ema
+        m = m0 + i * (m1 - m0) / self.t.steps  # train.py's momentum_scheduler (ipe_scale 1)
+        for q, k in zip(self.encoder.parameters(), self.target.parameters()):
+            k.mul_(m).add_((1.0 - m) * q.detach())
+
+    def target_encoder(self) -> nn.Module:
+        return self.target
+
+
+def moving_digits(seed: int, steps: int, batch_size: int):
+    """`steps` training batches of clips (recipes/vjepa/tiny.yaml's data) and the DataModule."""
+    from datamodules import MovingDigitsDataModule
+
+    dm = MovingDigitsDataModule(batch_size=batch_size, num_workers=0, seed=seed, pin_memory=False)
+    dm.setup("fit")
+    batches = []
+    while len(batches) < steps:
+        for batch in dm.train_dataloader():
+            batches.append(dm.on_before_batch_transfer(batch, 0)["video"])
+            if len(batches) == steps:
+                break
+    return batches, dm
+
+
+@torch.no_grad()
+def video_probe(encoder: nn.Module, dm) -> float:
+    """Digit accuracy (%) of a logistic regression on mean-pooled, standardised tokens (train_eval -> val)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    encoder.eval()
+
+    def features(loader):
+        xs, ys = [], []
+        for batch in loader:
+            batch = dm.on_before_batch_transfer(batch, 0)
+            xs.append(encoder(batch["video"]).mean(1))
+            ys.append(batch["digit"])
+        return torch.cat(xs).double().numpy(), torch.cat(ys).numpy()
+
+    (ftr, ytr), (fva, yva) = features(dm.train_eval_dataloader()), features(dm.val_dataloader())
+    with threadpool_limits(1):
+        scaler = StandardScaler().fit(ftr)
+        clf = LogisticRegression(max_iter=3000).fit(scaler.transform(ftr), ytr)
+        return 100.0 * float((clf.predict(scaler.transform(fva)) == yva).mean())
+
+
+def train_parity(off: SimpleNamespace, seed: int, cfg: Config = Config(), t: Train = VIDEO_TRAIN) -> dict[str, Any]:
+    """One seed: the same initial weights (the official init mapped into ours), clips and masks; each
+    implementation trained by the same loop with its own optimizer set-up; the same probe on each teacher."""
+    torch.manual_seed(seed)
+    encoder, predictor = build_official(off, cfg)
+    model = build_ours(cfg)
+    load_official_weights(model, encoder, predictor)
+    batches, dm = moving_digits(seed, t.steps, t.batch_size)
+    random_init = video_probe(copy.deepcopy(model.teacher.module), dm)
+    masks = [[m(t.batch_size, cfg.grid, generator=step_generator(seed, 0, i)) for m in model.masks]
+             for i in range(t.steps)]
+    out: dict[str, Any] = {"seed": seed, "random_init": random_init}
+    for name, arm in (("official", OfficialVideoArm(off, encoder, predictor, t)), ("ours", OursArm(model, t))):
+        t0 = time.perf_counter()
+        losses = train(arm, batches, masks, prepare=lambda x: x)
+        out[name] = {"losses": losses, "train_seconds": round(time.perf_counter() - t0, 1),
+                     "probe": video_probe(arm.target_encoder(), dm)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--official", default=None, help=f"checkout of facebookresearch/jepa (default: env {ENV})")
     ap.add_argument("--results-dir", default=None, help="where the schema result goes (default benchmarks/results)")
     ap.add_argument("--mask-batches", type=int, default=200)
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2],
+                    help="training parity seeds (none: equivalence and masks only)")
+    ap.add_argument("--steps", type=int, default=VIDEO_TRAIN.steps, help="training parity steps per seed")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 4 steps, seed 0, 20 mask batches")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.steps, args.seeds, args.mask_batches = 4, args.seeds[:1], 20
     path = official_dir(args.official, ENV)
     if path is None:
         ap.error(f"give --official PATH or set {ENV} to a checkout of facebookresearch/jepa")
@@ -245,6 +350,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"{json.dumps({k: [round(d, 4) for d in v] for k, v in ctx.items()})})",
                     worst_z <= 3.0),
     ]
+    t_train = time.perf_counter()
+    t = dataclasses.replace(VIDEO_TRAIN, steps=args.steps)
+    runs = [train_parity(off, seed, cfg, t) for seed in args.seeds]
+    train_seconds = time.perf_counter() - t_train
+    probes, training = [], "Training side by side: not run (no --seeds)."
+    if runs:
+        arms = {a: [r[a]["probe"] if a != "random_init" else r[a] for r in runs]
+                for a in ("random_init", "ours", "official")}
+        diff = statistics.mean(arms["ours"]) - statistics.mean(arms["official"])
+        spread = (summary(arms["ours"])["std"] ** 2 + summary(arms["official"])["std"] ** 2) ** 0.5
+        claims.append(claim_entry("ours and the official code learn the same (within seed spread)", diff,
+                                  f"|mean probe difference| <= combined seed std ({spread:.3g})",
+                                  bool(abs(diff) <= spread) if len(runs) > 1 else None))
+        probes = [probe_entry("digit linear", "accuracy %", {"random_init": arms["random_init"],
+                                                             "pretrained": arms["ours"], "official": arms["official"]})]
+        training = (f"Training side by side ({len(runs)} seed(s) x {t.steps} steps of batch {t.batch_size}, same "
+                    f"initial weights, clips and masks, each with its own optimizer set-up; official schedules with "
+                    f"ipe_scale 1): digit probe on the teacher ours {summary(arms['ours'])} vs official "
+                    f"{summary(arms['official'])} (random init {summary(arms['random_init'])}); final losses ours "
+                    + ", ".join(f"{r['ours']['losses'][-1]:.4f}" for r in runs) + " vs official "
+                    + ", ".join(f"{r['official']['losses'][-1]:.4f}" for r in runs)
+                    + f"; {train_seconds:.0f} s on one thread.")
     seconds = time.perf_counter() - t0
     notes = (f"Official code: {off.root}. Equivalence at recipes/vjepa/tiny.yaml's size (fp32, batch 4, perturbed "
              f"official weights mapped into ours; official built by app/vjepa/utils.init_video_model with the "
@@ -257,13 +384,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          f"{m['official'][1]['context']['mean']:.1f} official vs {m['ours'][0]['context']['mean']:.1f}"
                          f" / {m['ours'][1]['context']['mean']:.1f} ours of {m['tokens']} tokens (short / long range)"
                          for name, m in masks.items())
-             + ". Training side by side: not yet run.")
+             + ". " + training)
     saved = save_result("vjepa_parity", "V-JEPA", "benchmarks/fidelity/vjepa_parity.py",
                         "official facebookresearch/jepa vs ours: one step's loss and gradients at the tiny recipe's "
-                        "size, and the mask collators", {"model": asdict(cfg), "official": str(off.root)}, [0],
-                        seconds, [], claims, None, notes, Path(args.results_dir) if args.results_dir else RESULTS)
+                        "size, the mask collators, and training side by side",
+                        {"model": asdict(cfg), "train": asdict(t), "official": str(off.root), "quick": args.quick},
+                        list(args.seeds) or [0], seconds, probes, claims, None, notes,
+                        Path(args.results_dir) if args.results_dir else RESULTS)
     return {"name": "vjepa_parity", "seconds": round(seconds, 1), "saved": str(saved), "claims": claims,
-            "equivalence": eq, "masks": masks}
+            "equivalence": eq, "masks": masks,
+            "training": [{"seed": r["seed"], "random_init": r["random_init"],
+                          **{a: {"probe": r[a]["probe"], "train_seconds": r[a]["train_seconds"],
+                                 "loss_first": r[a]["losses"][0], "loss_last": r[a]["losses"][-1]}
+                             for a in ("ours", "official")}} for r in runs]}
 
 
 if __name__ == "__main__":
