@@ -142,7 +142,9 @@ def main() -> None:
     if gpu:
         results["machine"] |= {"gpu": torch.cuda.get_device_name(), "precision": args.precision,
                                "peak_tflops": args.peak_tflops}
-        results["note"] += "; tflops and mfu_percent from TrainingFLOPs' count (matmul/conv/attention) of a step"
+        results["note"] = ("minutes = set-up + step_seconds x steps, validation excluded; set-up includes generating "
+                           "the embedded data when the machine had none; tflops and mfu_percent from TrainingFLOPs' "
+                           "count (matmul/conv/attention) of a step")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
 
