@@ -46,6 +46,7 @@ if str(HERE) not in sys.path:  # `common` sits next to this file (also when impo
 
 from common import RESULTS, claim_entry, save_result  # noqa: E402
 from official import import_official, official_dir  # noqa: E402
+from reference_parity import _perturb  # noqa: E402
 
 from jepa_lightning.methods.dmt_jepa import LocalAggregationHead  # noqa: E402
 
@@ -108,10 +109,7 @@ def build_pair(off: SimpleNamespace, dim: int, heads: int, k: int, seed: int) ->
     """The official head (perturbed) and ours carrying the same weights."""
     torch.manual_seed(seed)
     official = off.LocalAggHead(in_dim=dim, num_heads=heads, k_num=k, k_size=3)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in official.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    _perturb(official, 0.05, torch.Generator().manual_seed(seed))
     ours = LocalAggregationHead(dim, num_heads=heads, depth=len(official.cls_blocks), window=3, k=k)
     ours.load_state_dict(map_official_to_ours(official.state_dict(), ours))
     return official, ours

@@ -55,7 +55,7 @@ if str(HERE) not in sys.path:
 from common import RESULTS, claim_entry, probe_entry, save_result, summary  # noqa: E402
 from official import import_official, official_dir  # noqa: E402
 from reference_parity import Config as ImageConfig  # noqa: E402
-from reference_parity import OursArm, Train, _perturb, map_official_to_ours, train  # noqa: E402
+from reference_parity import OfficialArm, OursArm, Train, _perturb, map_official_to_ours, train  # noqa: E402
 
 from jepa_lightning.masks import Masks, MultiBlockMask3D, step_generator  # noqa: E402
 from jepa_lightning.methods import VJEPA  # noqa: E402
@@ -216,9 +216,10 @@ def compare_masks(off: SimpleNamespace, cfg: Config, batches: int = 200, batch_s
 VIDEO_TRAIN = Train(steps=200, batch_size=32, ema=(0.998, 1.0))  # recipes/vjepa/tiny.yaml's optimisation
 
 
-class OfficialVideoArm:
+class OfficialVideoArm(OfficialArm):
     """The official networks, optimizer set-up (app/vjepa/utils.init_opt, ipe_scale 1 so that its schedules end
-    with the run as ours do; the pretraining configs stretch them by 1.25) and EMA update (app/vjepa/train.py)."""
+    with the run as ours do; the pretraining configs stretch them by 1.25) and EMA update (app/vjepa/train.py, the
+    same as I-JEPA's: inherited with the schedulers' order)."""
 
     def __init__(self, off: SimpleNamespace, encoder: nn.Module, predictor: nn.Module, t: Train) -> None:
         self.off, self.encoder, self.predictor, self.t = off, encoder, predictor, t
@@ -228,22 +229,8 @@ class OfficialVideoArm:
             warmup=t.warmup, num_epochs=1, wd=t.weight_decay, final_wd=t.final_weight_decay, final_lr=t.final_lr,
             ipe_scale=1.0)
 
-    def before_step(self, i: int) -> None:
-        self.sched.step()
-        self.wd_sched.step()
-
     def loss(self, x: torch.Tensor, masks: list[Masks]) -> torch.Tensor:
         return official_loss(self.off, self.encoder, self.predictor, self.target, x, masks)
-
-    @torch.no_grad()
-    def after_step(self, i: int) -> None:
-        m0, m1 = self.t.ema
-        m = m0 + i * (m1 - m0) / self.t.steps  # train.py's momentum_scheduler (ipe_scale 1)
-        for q, k in zip(self.encoder.parameters(), self.target.parameters()):
-            k.mul_(m).add_((1.0 - m) * q.detach())
-
-    def target_encoder(self) -> nn.Module:
-        return self.target
 
 
 def moving_digits(seed: int, steps: int, batch_size: int):
