@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.data import default_collate as _default_collate
 
@@ -410,3 +410,32 @@ def generate_once(root: str, params: dict[str, Any], generate: Callable[[str], d
         return counts, seconds
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class GeneratedOnce:
+    """Mixin of a DataModule whose embedded data is generated once into ``self.data_dir`` (from
+    :func:`embedded_root`) from the parameters ``self.generation``: ``generated``, and a ``prepare_data`` that runs
+    ``self._generate(folder) -> counts`` through :func:`generate_once` (atomic; safe with concurrent processes) unless
+    the folder already holds the data, setting ``generation_seconds`` when this object generated it."""
+
+    data_dir: str
+    generation: dict[str, Any]
+    generation_seconds: float | None = None
+    generated_what = "samples"  # the noun of the log line
+
+    def _generate(self, folder: str) -> dict[str, int]:
+        raise NotImplementedError
+
+    @property
+    def generated(self) -> bool:
+        return os.path.isfile(os.path.join(self.data_dir, "params.json"))
+
+    def prepare_data(self) -> None:
+        if self.generated:
+            return
+        done = generate_once(self.data_dir, self.generation, self._generate)
+        if done is not None:  # None: another process finished first, use theirs
+            counts, self.generation_seconds = done
+            rank_zero_info(
+                f"{type(self).__name__}: generated {'+'.join(str(c) for c in counts.values())} {self.generated_what} "
+                f"in {self.data_dir} in {self.generation_seconds:.1f}s")

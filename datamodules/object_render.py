@@ -106,21 +106,34 @@ def _uniform(g: torch.Generator, shape: Sequence[int], lo: float, hi: float) -> 
     return torch.rand(*shape, generator=g) * (hi - lo) + lo
 
 
-def _backgrounds(n: int, size: int, scale: tuple[float, float], g: torch.Generator) -> torch.Tensor:
-    """``n`` square photograph crops [n, 3, size, size]: side ``scale`` x the short side, random place and mirror."""
-    photos = photographs(min(427, math.ceil(2 * size / scale[0])))  # crops downsampled at most 2x
+def _crop_photos(short_side: int) -> torch.Tensor:
+    return photographs(min(427, short_side))
+
+
+def _background_crops(n: int, size: int, scale: tuple[float, float], g: torch.Generator) -> dict[str, torch.Tensor]:
+    """Where ``n`` square photograph crops lie: photograph index ``which``, half-extents ``sx, sy`` and centre
+    ``cx, cy`` in grid_sample's [-1, 1] units, mirror ``flip`` (+-1); side ``scale`` x the short side, random place."""
+    photos = _crop_photos(math.ceil(2 * size / scale[0]))  # crops downsampled at most 2x
     ph, pw = photos.shape[-2:]
     which = torch.randint(0, photos.size(0), (n,), generator=g)
     side = _uniform(g, (n,), *scale)                       # of the short side
     sx, sy = side * ph / pw, side                          # half-extent in grid_sample's [-1, 1] units
     cx, cy = _uniform(g, (n,), 0, 1) * 2 * (1 - sx) - (1 - sx), _uniform(g, (n,), 0, 1) * 2 * (1 - sy) - (1 - sy)
     flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx * flip, cx, sy, cy
-    grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
-    out = torch.empty(n, 3, size, size)
+    return {"which": which, "sx": sx, "sy": sy, "cx": cx, "cy": cy, "flip": flip}
+
+
+def _sample_crops(crops: dict[str, torch.Tensor], size: int, scale: tuple[float, float]) -> torch.Tensor:
+    """The crops of :func:`_background_crops` (any number of rows) resampled to [M, 3, size, size]."""
+    photos = _crop_photos(math.ceil(2 * size / scale[0]))
+    m = crops["which"].size(0)
+    theta = torch.zeros(m, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2] = crops["sx"] * crops["flip"], crops["cx"]
+    theta[:, 1, 1], theta[:, 1, 2] = crops["sy"], crops["cy"]
+    grid = F.affine_grid(theta, [m, 3, size, size], align_corners=False)
+    out = torch.empty(m, 3, size, size)
     for p in range(photos.size(0)):
-        idx = (which == p).nonzero().flatten()
+        idx = (crops["which"] == p).nonzero().flatten()
         if len(idx):
             out[idx] = F.grid_sample(photos[p:p + 1].expand(len(idx), -1, -1, -1), grid[idx], mode="bilinear",
                                      padding_mode="border", align_corners=False)
@@ -143,17 +156,20 @@ def _colours(local_bg: torch.Tensor, min_contrast: float, strength: tuple[float,
     return c1[rows, pick], c2[rows, pick]
 
 
-def _texture(kind: torch.Tensor, u: torch.Tensor, v: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Mixing weight in [0, 1] [M, H, W] of texture ``kind`` [M] in object coordinates ``u, v`` [M, H, W]."""
-    m = kind.size(0)
-    freq = _uniform(g, (m, 1, 1), 2.5, 5.0)
-    ang = _uniform(g, (m, 1, 1), 0, math.pi)
-    phase = _uniform(g, (m, 1, 1), 0, 2 * math.pi)
+def _texture_params(m: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random texture parameters of ``m`` objects: frequency, stripe angle, phase and the smooth-noise cells."""
+    return {"freq": _uniform(g, (m, 1, 1), 2.5, 5.0), "ang": _uniform(g, (m, 1, 1), 0, math.pi),
+            "phase": _uniform(g, (m, 1, 1), 0, 2 * math.pi), "cells": torch.rand(m, 1, 5, 5, generator=g)}
+
+
+def _texture(kind: torch.Tensor, p: dict[str, torch.Tensor], u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Mixing weight in [0, 1] [M, H, W] of texture ``kind`` [M] with parameters ``p`` (:func:`_texture_params`)
+    in object coordinates ``u, v`` [M, H, W]."""
+    freq, ang, phase = p["freq"], p["ang"], p["phase"]
     along = u * ang.cos() + v * ang.sin()
     stripes = (torch.sin(freq * math.pi * along + phase) > 0).float()
     checks = ((torch.sin(freq * math.pi * u + phase) * torch.sin(freq * math.pi * v)) > 0).float()
-    cells = torch.rand(m, 1, 5, 5, generator=g)
-    noise = F.grid_sample(cells, torch.stack([u, v], -1).clamp(-1.5, 1.5) / 1.5, mode="bicubic",
+    noise = F.grid_sample(p["cells"], torch.stack([u, v], -1).clamp(-1.5, 1.5) / 1.5, mode="bicubic",
                           align_corners=True)[:, 0].clamp(0, 1)
     k = kind[:, None, None]
     return torch.where(k == 1, stripes, torch.where(k == 2, checks, torch.where(k == 3, noise, torch.zeros_like(u))))
@@ -231,11 +247,8 @@ def render_object_scenes(num_scenes: int, seed: int = 0, chunk: int = 256, with_
     return out
 
 
-def _background(n: int, s: SceneSpec, g: torch.Generator) -> torch.Tensor:
-    size = s.image_size
-    if s.background is not None:
-        return torch.tensor(s.background, dtype=torch.float32).view(1, 3, 1, 1).expand(n, 3, size, size).clone()
-    bg = _backgrounds(n, size, s.background_scale, g)
+def _finish_background(bg: torch.Tensor, s: SceneSpec) -> torch.Tensor:
+    """Blur and contrast of :class:`SceneSpec` applied to photograph crops [M, 3, H, W]."""
     if s.background_blur > 0:
         sigma = s.background_blur
         bg = gaussian_blur(bg, [2 * math.ceil(2 * sigma) + 1] * 2, [sigma, sigma])
@@ -243,67 +256,116 @@ def _background(n: int, s: SceneSpec, g: torch.Generator) -> torch.Tensor:
     return mean + s.background_contrast * (bg - mean)
 
 
-def _render_chunk(n: int, s: SceneSpec, g: torch.Generator, with_masks: bool) -> dict:
+def _background(n: int, s: SceneSpec, g: torch.Generator) -> torch.Tensor:
+    size = s.image_size
+    if s.background is not None:
+        return torch.tensor(s.background, dtype=torch.float32).view(1, 3, 1, 1).expand(n, 3, size, size).clone()
+    return _finish_background(_sample_crops(_background_crops(n, size, s.background_scale, g), size,
+                                            s.background_scale), s)
+
+
+def sample_objects(n: int, s: SceneSpec, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """The objects of ``n`` scenes, per slot [n, K] (K = max objects; slot 0 the main object, the others
+    distractors of other classes): ``cls``, ``present``, ``size`` (radius, pixels), ``place`` [n, K, 2] (centre
+    as a fraction of the side; main object in [0.3, 0.7]), ``angle``, ``aspect``, ``mirror``, ``texture`` (kind)
+    and ``depth`` (random drawing order, -1 where absent)."""
     size, k = s.image_size, int(s.objects_per_scene[1])
-    # ---- object parameters [n, k]; slot 0 is the main object, the others are distractors of other classes
     count = torch.randint(int(s.objects_per_scene[0]), k + 1, (n,), generator=g)
     present = torch.arange(k)[None] < count[:, None]
     main_cls = torch.randint(0, NUM_SHAPES, (n, 1), generator=g)
     cls = torch.cat([main_cls, (main_cls + torch.randint(1, NUM_SHAPES, (n, k - 1), generator=g)) % NUM_SHAPES], 1)
     radius = torch.cat([_uniform(g, (n, 1), *s.main_scale), _uniform(g, (n, k - 1), *s.distractor_scale)], 1) * size
     place = torch.cat([_uniform(g, (n, 1, 2), 0.3, 0.7), _uniform(g, (n, k - 1, 2), 0.05, 0.95)], 1)
-    center = place * size
     angle = _uniform(g, (n, k), -1, 1) * math.radians(s.rotation)
     aspect = _uniform(g, (n, k), 0.85, 1.0 / 0.85)
     mirror = torch.rand(n, k, generator=g) < 0.5
     texture = torch.randint(0, len(TEXTURES) if s.textures else 1, (n, k), generator=g)
     depth = torch.where(present, torch.rand(n, k, generator=g).argsort(1).argsort(1), -1)  # random drawing order
-    bg = _background(n, s, g)
-    cell = (place * 4).long().clamp(0, 3)                                             # local background: 4x4 cells
+    return {"cls": cls, "present": present, "size": radius, "place": place, "angle": angle, "aspect": aspect,
+            "mirror": mirror, "texture": texture, "depth": depth}
+
+
+def paint_objects(obj: dict[str, torch.Tensor], s: SceneSpec, bg: torch.Tensor,
+                  g: torch.Generator) -> dict[str, torch.Tensor]:
+    """Colours (``colour``, ``colour2`` [n, K, 3]: a pair contrasting with the local background ``bg`` [n, 3, H, W]
+    at the object's place) and texture parameters (``tex_<name>``, per slot) of the objects of
+    :func:`sample_objects`, added to a copy of ``obj``."""
+    n, k = obj["cls"].shape
+    cell = (obj["place"] * 4).long().clamp(0, 3)                                      # local background: 4x4 cells
     local = F.adaptive_avg_pool2d(bg, 4)[torch.arange(n)[:, None], :, cell[..., 1], cell[..., 0]]   # [n, k, 3]
     c1, c2 = _colours(local.reshape(-1, 3), s.min_contrast, s.texture_strength, g)
-    c1, c2 = c1.view(n, k, 3), c2.view(n, k, 3)
-    # ---- per-slot masks and colours, in each object's own coordinates (v up)
+    tex = [_texture_params(n, g) for _ in range(k)]
+    return {**obj, "colour": c1.view(n, k, 3), "colour2": c2.view(n, k, 3),
+            **{f"tex_{key}": torch.stack([t[key] for t in tex], 1) for key in tex[0]}}
+
+
+def object_layers(obj: dict[str, torch.Tensor], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each painted object's full (unoccluded) mask [M, K, H, W] and colour [M, K, 3, H, W], in its own
+    coordinates (v up), at its ``center`` [M, K, 2] (pixels); ``obj`` as from :func:`paint_objects` (any rows)."""
+    m, k = obj["cls"].shape
+    center, cls = obj["center"], obj["cls"]
     ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
-    masks = torch.zeros(n, k, size, size, dtype=torch.bool)
-    colour = torch.zeros(n, k, 3, size, size)
+    masks = torch.zeros(m, k, size, size, dtype=torch.bool)
+    colour = torch.zeros(m, k, 3, size, size)
     gains = shape_gains()
     for j in range(k):
         dx, dy = xs - center[:, j, 0, None, None], -(ys - center[:, j, 1, None, None])
-        ca, sa = angle[:, j, None, None].cos(), angle[:, j, None, None].sin()
-        scale, asp = (radius[:, j] * gains[cls[:, j]])[:, None, None], aspect[:, j, None, None]
+        ca, sa = obj["angle"][:, j, None, None].cos(), obj["angle"][:, j, None, None].sin()
+        scale, asp = (obj["size"][:, j] * gains[cls[:, j]])[:, None, None], obj["aspect"][:, j, None, None]
         u = (ca * dx + sa * dy) / (scale * asp)
         v = (-sa * dx + ca * dy) * asp / scale
-        u = torch.where(mirror[:, j, None, None], -u, u)
+        u = torch.where(obj["mirror"][:, j, None, None], -u, u)
         for c in range(NUM_SHAPES):
             idx = (cls[:, j] == c).nonzero().flatten()
             if len(idx):
                 masks[idx, j] = shape_mask(c, u[idx], v[idx])
-        masks[:, j] &= present[:, j, None, None]
-        t = _texture(texture[:, j], u, v, g)[:, None]
-        colour[:, j] = c1[:, j, :, None, None] * (1 - t) + c2[:, j, :, None, None] * t
+        masks[:, j] &= obj["present"][:, j, None, None]
+        t = _texture(obj["texture"][:, j], {key[4:]: obj[key][:, j] for key in obj if key.startswith("tex_")}, u, v)
+        colour[:, j] = obj["colour"][:, j, :, None, None] * (1 - t[:, None]) + obj["colour2"][:, j, :, None, None] * t[:, None]
+    return masks, colour
 
-    # ---- occlusion: the top-most object owns a pixel; the main object goes on top where it would not clearly be
-    # the largest visible object
-    def visible(depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        top_depth, top = torch.where(masks, depth[:, :, None, None], -1).max(1)     # [n, H, W]
-        owner = torch.where(top_depth >= 0, top, -1)
-        return owner, (owner[:, None] == torch.arange(k)[None, :, None, None]).sum((2, 3))
 
-    owner, area = visible(depth)
-    if k > 1:
-        hidden = area[:, 0] < MAIN_MARGIN * area[:, 1:].max(1).values
-        if hidden.any():
-            depth[hidden, 0] = k
-            owner, area = visible(depth)
-    # ---- composite
+def visible_owner(masks: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The slot that owns each pixel (the top-most object, -1: background) [M, H, W] and each slot's visible area
+    [M, K], for drawing order ``depth`` [M, K] (higher = later)."""
+    k = masks.size(1)
+    top_depth, top = torch.where(masks, depth[:, :, None, None], -1).max(1)     # [M, H, W]
+    owner = torch.where(top_depth >= 0, top, -1)
+    return owner, (owner[:, None] == torch.arange(k)[None, :, None, None]).sum((2, 3))
+
+
+def composite(owner: torch.Tensor, colour: torch.Tensor, cls: torch.Tensor,
+              bg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image [M, 3, H, W] in [0, 1] and segmentation [M, H, W] (0 = background, 1 + class) of objects drawn by
+    ``owner`` (:func:`visible_owner`) over ``bg``."""
     seen, slot = owner >= 0, owner.clamp(min=0)
     top_colour = colour.gather(1, slot[:, None, None].expand(-1, 1, 3, -1, -1))[:, 0]
     image = torch.where(seen[:, None], top_colour, bg).clamp(0, 1)
     seg = torch.where(seen, cls.gather(1, slot.flatten(1)).view_as(slot) + 1, 0)
-    label = cls.gather(1, area.argmax(1, keepdim=True))[:, 0]
-    objects = {"cls": cls, "present": present, "center": center, "size": radius, "angle": angle, "aspect": aspect,
-               "mirror": mirror, "depth": depth, "area": area, "texture": texture, "colour": c1}
+    return image, seg.long()
+
+
+def _render_chunk(n: int, s: SceneSpec, g: torch.Generator, with_masks: bool) -> dict:
+    size, k = s.image_size, int(s.objects_per_scene[1])
+    obj = sample_objects(n, s, g)
+    bg = _background(n, s, g)
+    obj = paint_objects(obj, s, bg, g)
+    obj["center"] = obj["place"] * size
+    masks, colour = object_layers(obj, size)
+    # occlusion: the top-most object owns a pixel; the main object goes on top where it would not clearly be the
+    # largest visible object
+    depth = obj["depth"]
+    owner, area = visible_owner(masks, depth)
+    if k > 1:
+        hidden = area[:, 0] < MAIN_MARGIN * area[:, 1:].max(1).values
+        if hidden.any():
+            depth[hidden, 0] = k
+            owner, area = visible_owner(masks, depth)
+    image, seg = composite(owner, colour, obj["cls"], bg)
+    label = obj["cls"].gather(1, area.argmax(1, keepdim=True))[:, 0]
+    objects = {"cls": obj["cls"], "present": obj["present"], "center": obj["center"], "size": obj["size"],
+               "angle": obj["angle"], "aspect": obj["aspect"], "mirror": obj["mirror"], "depth": depth, "area": area,
+               "texture": obj["texture"], "colour": obj["colour"]}
     if with_masks:
         objects["mask"] = masks
-    return {"image": image, "segmentation": seg.long(), "label": label, "objects": objects}
+    return {"image": image, "segmentation": seg, "label": label, "objects": objects}

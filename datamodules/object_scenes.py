@@ -23,12 +23,11 @@ from dataclasses import asdict
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from .common import JEPADataModule, embedded_root, generate_once
+from .common import GeneratedOnce, JEPADataModule, embedded_root
 from .images import _check_crop
 from .object_render import NUM_SHAPES, SHAPES, SceneSpec, render_object_scenes
 
@@ -64,7 +63,7 @@ class ObjectScenesDataset(Dataset):
         return {"image": (x - self.mean) / self.std, "label": self.labels[index], "segmentation": seg}
 
 
-class ObjectScenesDataModule(JEPADataModule):
+class ObjectScenesDataModule(GeneratedOnce, JEPADataModule):
     """One large textured shape (the label) among small distractor shapes on a photograph crop, per-pixel labels.
 
     Args:
@@ -88,6 +87,7 @@ class ObjectScenesDataModule(JEPADataModule):
     num_classes = NUM_SHAPES
     classes = list(SHAPES)
     num_segmentation_classes = NUM_SHAPES + 1  # background + 10 shapes
+    generated_what = "scenes"
 
     def __init__(self, image_size: int = 64, num_train: int = 4000, num_val: int = 1000,
                  num_train_eval: int | None = None, scene_seed: int = 0,
@@ -123,28 +123,15 @@ class ObjectScenesDataModule(JEPADataModule):
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         self.generation_seconds: float | None = None  # set when this object rendered the scenes
 
-    @property
-    def generated(self) -> bool:
-        return os.path.isfile(os.path.join(self.data_dir, "params.json"))
-
-    def prepare_data(self) -> None:
-        """Renders the scenes unless ``data_dir`` already holds them (atomic; safe with concurrent processes)."""
-        if self.generated:
-            return
-
-        def generate(folder: str) -> dict[str, int]:
-            for stream, split in enumerate(("train", "val")):
-                out = render_object_scenes(getattr(self, f"num_{split}"), seed=self.scene_seed * 2 + stream,
-                                           **asdict(self.spec))
-                torch.save({"image": out["image"].mul(255).round_().to(torch.uint8),
-                            "segmentation": out["segmentation"].to(torch.uint8), "label": out["label"]},
-                           os.path.join(folder, f"{split}.pt"))
-            return {"train": self.num_train, "val": self.num_val}
-
-        done = generate_once(self.data_dir, self.generation, generate)
-        if done is not None:  # None: another process finished first, use theirs
-            self.generation_seconds = done[1]
-            rank_zero_info(f"ObjectScenesDataModule: rendered {self.num_train}+{self.num_val} scenes to {self.data_dir} in {self.generation_seconds:.1f}s")
+    def _generate(self, folder: str) -> dict[str, int]:
+        """Renders both splits into ``folder`` (:class:`~datamodules.common.GeneratedOnce`'s ``prepare_data``)."""
+        for stream, split in enumerate(("train", "val")):
+            out = render_object_scenes(getattr(self, f"num_{split}"), seed=self.scene_seed * 2 + stream,
+                                       **asdict(self.spec))
+            torch.save({"image": out["image"].mul(255).round_().to(torch.uint8),
+                        "segmentation": out["segmentation"].to(torch.uint8), "label": out["label"]},
+                       os.path.join(folder, f"{split}.pt"))
+        return {"train": self.num_train, "val": self.num_val}
 
     def _load(self, split: str) -> dict[str, torch.Tensor]:
         path = os.path.join(self.data_dir, f"{split}.pt")

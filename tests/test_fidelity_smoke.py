@@ -84,3 +84,18 @@ def test_ui_jepa_fidelity_smoke(tmp_path):
     assert decoder["latency_ms_per_recording"] > 0 and decoder["parameters"]["encoder"] > 0
     assert set(out["claims"]) == {"temporal_masking_helps_intent", "temporal_masking_helps_probe",
                                   "few_shot_above_zero_shot", "pretrained_beats_random"}
+
+
+def test_vjepa_fidelity_smoke():
+    """V-JEPA on moving objects, two seeds, 10 steps of a 1-block ViT: the result in the schema, with the raw-pixel
+    floors beside the linear probes (the smoke writes it to its cache, never over benchmarks/results)."""
+    out = run_script("benchmarks/fidelity/vjepa.py", "--quick", "--fresh")
+    assert out["name"] == "vjepa_objects_quick" and out["seeds"] == [0, 1]
+    probes = {p["name"]: p for p in out["probes"]}
+    assert set(probes) == {"shape_attentive", "motion_attentive", "shape_linear", "motion_linear"}
+    for probe in probes.values():
+        assert {"random_init", "pretrained", "context_encoder"} <= set(probe["scores"])
+        assert all(0 <= v <= 100 for arm in probe["scores"].values() for v in arm)
+    assert {"clip_pixels", "one_frame_pixels"} <= set(probes["motion_linear"]["scores"])
+    assert len(out["claims"]) == 4 and all(isinstance(c["holds"], bool) for c in out["claims"])
+    assert out["monitors"]["vjepa_s0"]["train/target_std"]

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+MONITORS = ("train/loss", "train/target_std", "train/pred_std")  # the collapse monitors the result pages plot
+
 
 def summary(values: list[float]) -> dict[str, float]:
     """Mean and sample standard deviation over seeds (std 0 for a single seed), rounded for the JSON."""
@@ -79,3 +81,55 @@ def save_result(name: str, variant: str, benchmark: str, setting: str, config: d
     path = directory / f"{name}.json"
     path.write_text(json.dumps(result, indent=1, default=str) + "\n")
     return path
+
+
+# --------------------------------------------------------------------------- training a recipe
+def record_callback(every: int, keys: tuple[str, ...] = MONITORS):
+    """A Lightning callback recording the metrics ``keys`` every ``every`` steps and at the end (``.curves``)."""
+    import lightning as L
+
+    class Record(L.Callback):
+        def __init__(self) -> None:
+            self.curves: dict[str, list[list[float]]] = {k: [] for k in keys}
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if trainer.global_step % every == 0:
+                self.record(trainer)
+
+        def on_train_end(self, trainer, pl_module) -> None:  # the final values, whatever the step
+            self.record(trainer)
+
+        def record(self, trainer) -> None:
+            for key in keys:
+                curve = self.curves[key]
+                if key in trainer.callback_metrics and (not curve or curve[-1][0] != trainer.global_step):
+                    curve.append([trainer.global_step, round(float(trainer.callback_metrics[key]), 5)])
+
+    return Record()
+
+
+def train_recipe(recipe: Path, seed: int, steps: int, overrides: list[str], workdir: str, record_every: int):
+    """Build ``recipe`` with ``overrides`` (seed, mask seed and loader seed = ``seed``; run folder and checkpoints
+    in ``workdir``; no validation) and train it ``steps`` optimizer steps on one thread. Returns the CLI, a copy of
+    the network the method evaluates at its initialisation (``network("teacher")``), the training seconds and the
+    collapse monitors' curves."""
+    import copy
+    import time
+
+    import torch
+
+    from jepa_lightning.cli import JEPACLI
+
+    torch.set_num_threads(1)
+    cli = JEPACLI(run=False, args=[
+        "--config", str(recipe), f"--seed_everything={seed}", f"--trainer.max_steps={steps}",
+        "--trainer.max_epochs=-1", f"--model.init_args.mask_seed={seed}", f"--data.init_args.seed={seed}",
+        f"--run_dir={workdir}", f"--checkpoint.dirpath={workdir}/ckpt",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0", "--resume=false", *overrides])
+    initial = copy.deepcopy(cli.model.network("teacher"))
+    record = record_callback(record_every)
+    cli.trainer.callbacks.append(record)
+    t0 = time.perf_counter()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    return cli, initial, time.perf_counter() - t0, record.curves

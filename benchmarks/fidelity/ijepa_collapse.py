@@ -25,9 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import torch
-from common import cached, claim_entry, probe_entry, save_result, summary
-from image_jepa import record_callback
+from common import cached, claim_entry, probe_entry, save_result, summary, train_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "ijepa" / "tiny.yaml"
@@ -48,29 +46,16 @@ PROBES = {"linear_acc": "accuracy %", "knn_acc": "accuracy %", "rankme": "RankMe
 def run(variant: str, seed: int, steps: int) -> dict:
     import tempfile
 
-    from jepa_lightning.cli import JEPACLI
     from jepa_lightning.eval.frozen_probes import FrozenProbes
 
-    torch.set_num_threads(1)
-    record = record_callback(10)
     with tempfile.TemporaryDirectory() as tmp:
-        cli = JEPACLI(run=False, args=[
-            "--config", str(RECIPE), f"--seed_everything={seed}", f"--trainer.max_steps={steps}",
-            "--trainer.max_epochs=-1", f"--model.init_args.mask_seed={seed}", f"--data.init_args.seed={seed}",
-            f"--run_dir={tmp}", f"--checkpoint.dirpath={tmp}/ckpt",
-            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-            "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0", "--resume=false",
-            *BASE, *VARIANTS[variant]])
-        cli.trainer.callbacks.append(record)
-        t0 = time.perf_counter()
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-        seconds = time.perf_counter() - t0
+        cli, _, seconds, curves = train_recipe(RECIPE, seed, steps, [*BASE, *VARIANTS[variant]], tmp, 10)
         share = float(cli.trainer.callback_metrics.get("train/ema_init_share", float("nan")))
         probes = next(cb for cb in cli.trainer.callbacks if isinstance(cb, FrozenProbes))
         cli.trainer.limit_val_batches = 1.0
         cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
     return {"variant": variant, "seed": seed, "train_seconds": round(seconds, 1), "ema_init_share": share,
-            "curves": record.curves, **{k: {p: round(v, 4) for p, v in s.items()} for k, s in probes.results.items()}}
+            "curves": curves, **{k: {p: round(v, 4) for p, v in s.items()} for k, s in probes.results.items()}}
 
 
 def main() -> None:

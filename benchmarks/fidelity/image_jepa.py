@@ -29,7 +29,6 @@ prints both.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import subprocess
 import sys
@@ -38,14 +37,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from common import cached, claim_entry, gain_claim, probe_entry, save_result, summary
+from common import cached, claim_entry, gain_claim, probe_entry, save_result, summary, train_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = {"ijepa": ROOT / "recipes" / "ijepa" / "scenes_tiny.yaml", "dmt_jepa": ROOT / "recipes" / "dmt_jepa" / "tiny.yaml"}
 CACHE = ROOT / "runs" / "bench_image_jepa"
 PROBES = {"image_linear": "accuracy %", "image_knn": "accuracy %", "image_linear_tokens": "accuracy %",
           "patch_linear": "mIoU", "patch_knn": "mIoU"}
-MONITORS = ("train/loss", "train/target_std", "train/pred_std")
 NOTES = """How to read the image probes. The label is the main object's shape; its colour and texture are random, so it
 lives in the silhouette, i.e. in the layout of the tokens. The mean-pooled probes (the paper's protocol) need
 tokens that each carry the shape's identity; the token-map probe only needs tokens that say what is where (object
@@ -54,30 +52,6 @@ the mean-pooled probes says the encoder learned local content (what the latent t
 object-level semantics."""
 QUICK = ["--data.init_args.num_train=256", "--data.init_args.num_train_eval=256", "--data.init_args.num_val=128",
          "--model.init_args.encoder.init_args.depth=1", "--model.init_args.predictor.init_args.depth=1"]
-
-
-def record_callback(every: int):
-    """A Lightning callback recording the collapse monitors every `every` steps."""
-    import lightning as L
-
-    class Record(L.Callback):
-        def __init__(self) -> None:
-            self.curves: dict[str, list[list[float]]] = {k: [] for k in MONITORS}
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            if trainer.global_step % every == 0:
-                self.record(trainer)
-
-        def on_train_end(self, trainer, pl_module) -> None:  # the final values, whatever the step
-            self.record(trainer)
-
-        def record(self, trainer) -> None:
-            for key in MONITORS:
-                curve = self.curves[key]
-                if key in trainer.callback_metrics and (not curve or curve[-1][0] != trainer.global_step):
-                    curve.append([trainer.global_step, round(float(trainer.callback_metrics[key]), 5)])
-
-    return Record()
 
 
 @torch.no_grad()
@@ -114,28 +88,14 @@ def run(method: str, seed: int, steps: int, overrides: list[str], max_patches: i
     """Train one (method, seed) and probe its teacher, its context encoder and its random initialisation."""
     import tempfile
 
-    from jepa_lightning.cli import JEPACLI
-
-    torch.set_num_threads(1)
     start = time.perf_counter()
-    record = record_callback(max(steps // 60, 1))
     with tempfile.TemporaryDirectory() as tmp:
-        cli = JEPACLI(run=False, args=[
-            "--config", str(RECIPES[method]), f"--seed_everything={seed}", f"--trainer.max_steps={steps}",
-            "--trainer.max_epochs=-1", f"--model.init_args.mask_seed={seed}", f"--data.init_args.seed={seed}",
-            f"--run_dir={tmp}", f"--checkpoint.dirpath={tmp}/ckpt",
-            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-            "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0", "--resume=false", *overrides])
-        initial = copy.deepcopy(cli.model.network("teacher"))
-        cli.trainer.callbacks.append(record)
-        t0 = time.perf_counter()
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-        seconds = time.perf_counter() - t0
+        cli, initial, seconds, curves = train_recipe(RECIPES[method], seed, steps, overrides, tmp, max(steps // 60, 1))
     dm, model = cli.datamodule, cli.model
     m = cli.trainer.callback_metrics
     result = {"method": method, "seed": seed, "steps": cli.trainer.global_step, "train_seconds": round(seconds, 1),
               "ema_init_share": float(m.get("train/ema_init_share", float("nan"))),
-              "curves": record.curves,
+              "curves": curves,
               "pretrained": evaluate(model.network("teacher"), dm, max_patches, seed),
               "context_encoder": evaluate(model.network("encoder"), dm, max_patches, seed),
               "random_init": evaluate(initial, dm, max_patches, seed)}

@@ -29,22 +29,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from common import cached, summary
 from torch import nn
+from video_probes import attentive_probe, cached_tokens
 
 from datamodules import MovingDigitsDataModule
 from jepa_lightning.cli import JEPACLI
-from jepa_lightning.nn import AttentivePooler
-from jepa_lightning.optim import WarmupCosineSchedule, param_groups
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "recipes"
@@ -86,65 +82,12 @@ def train(run: JEPACLI) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ frozen probe
-@torch.no_grad()
-def cached_tokens(encoder: nn.Module, loader, dm) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Tokens [n, clips, N, D] of every video (clips evenly spaced) and its labels."""
-    encoder.eval()
-    tokens, labels = [], {k: [] for k in LABELS}
-    for batch in loader:
-        batch = dm.on_before_batch_transfer(batch, 0)
-        if batch is None:
-            continue
-        video = batch["video"]                                         # [B, clips, C, T, H, W]
-        tokens.append(encoder(video.flatten(0, 1)).unflatten(0, video.shape[:2]))
-        for k in LABELS:
-            labels[k].append(batch[k])
-    return torch.cat(tokens), {k: torch.cat(v) for k, v in labels.items()}
-
-
-class ProbeHead(nn.Module):
-    """V-JEPA's attentive probe head (as `jepa_lightning.eval.AttentiveProbe`): pooler -> LayerNorm -> linear."""
-
-    def __init__(self, dim: int, num_classes: int) -> None:
-        super().__init__()
-        self.pooler = AttentivePooler(dim, num_queries=1, num_heads=16)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.linear = nn.Linear(dim, num_classes)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.norm(self.pooler(tokens).squeeze(1)))
-
-
-def attentive_probe(train: tuple, val: tuple, label: str, seed: int, epochs: int, batch_size: int = 64) -> float:
-    """Train on every (video, clip) of the training split; accuracy of the clip-averaged logits on val."""
-    (xtr, ytr), (xva, yva) = (train[0], train[1][label]), (val[0], val[1][label])
-    clips = xtr.size(1)
-    xtr, ytr = xtr.flatten(0, 1), ytr.repeat_interleave(clips)
-    torch.manual_seed(seed)
-    head = ProbeHead(xtr.size(-1), LABELS[label])
-    opt = torch.optim.AdamW(param_groups([head], 0.01), lr=1e-3)
-    steps = epochs * math.ceil(len(xtr) / batch_size)
-    sched = WarmupCosineSchedule(opt, steps, int(0.1 * steps), 0.0, 1e-3, 0.0, 0.01, 0.01)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(xtr), generator=g).split(batch_size):
-            loss = F.cross_entropy(head(xtr[idx]), ytr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    head.eval()
-    with torch.no_grad():
-        logits = head(xva.flatten(0, 1)).unflatten(0, xva.shape[:2]).mean(1)
-    return float((logits.argmax(1) == yva).float().mean())
-
-
 def evaluate(encoder: nn.Module, seed: int, epochs: int) -> dict[str, float]:
     dm = MovingDigitsDataModule(eval_clips=2, batch_size=64, num_workers=1, **DATA)
     dm.prepare_data()
     dm.setup("fit")
-    train_set = cached_tokens(encoder, dm.train_eval_dataloader(), dm)
-    val_set = cached_tokens(encoder, dm.val_dataloader(), dm)
+    train_set = cached_tokens(encoder, dm.train_eval_dataloader(), dm, LABELS)
+    val_set = cached_tokens(encoder, dm.val_dataloader(), dm, LABELS)
     # Standardize every (token position, channel) with the training split's statistics, for every encoder alike.
     # On these videos most tokens are black background: a trained encoder maps them to nearly the same vector,
     # so the video-specific part of its tokens is small next to a per-position constant (token std across
@@ -154,7 +97,8 @@ def evaluate(encoder: nn.Module, seed: int, epochs: int) -> dict[str, float]:
     std = train_set[0].std((0, 1), keepdim=True) + 1e-6
     train_set = ((train_set[0] - mean) / std, train_set[1])
     val_set = ((val_set[0] - mean) / std, val_set[1])
-    return {label: round(attentive_probe(train_set, val_set, label, seed, epochs), 4) for label in LABELS}
+    return {label: round(attentive_probe(train_set[0], train_set[1][label], val_set[0], val_set[1][label],
+                                         LABELS[label], seed, epochs), 4) for label in LABELS}
 
 
 # ------------------------------------------------------------------------------------------ one seed

@@ -9,13 +9,17 @@ Modules, each importing only those above it:
 - :mod:`~datamodules.video.transforms`: the training and evaluation views of a clip;
 - :mod:`~datamodules.video.clips`: clip positions (:func:`clip_indices`) and :class:`VideoClipDataset`;
 - :mod:`~datamodules.video.datamodule`: :class:`VideoDataModule` (batch keys and shapes);
+- :mod:`~datamodules.video.embedded`: :class:`EmbeddedVideoDataModule`, the cache-folder half of the embedded sets;
 - :mod:`~datamodules.video.moving_digits`: the embedded moving-digits generator and
-  :class:`MovingDigitsDataModule`.
+  :class:`MovingDigitsDataModule`;
+- :mod:`~datamodules.video.object_motion`: the moving-objects renderer (textured shapes over panning photographs);
+- :mod:`~datamodules.video.moving_objects`: :class:`MovingObjectsDataModule`, its mp4 set.
 """
 
 from .clips import ShortVideoError, VideoClipDataset, clip_indices
 from .codec import read_frames, video_frame_count, write_mp4
 from .datamodule import SHORT_VIDEO_POLICIES, VideoDataModule
+from .embedded import EmbeddedVideoDataModule
 from .moving_digits import (
     MOTIONS,
     MovingDigitsDataModule,
@@ -23,6 +27,8 @@ from .moving_digits import (
     moving_digit_trajectories,
     render_moving_digit,
 )
+from .moving_objects import MovingObjectsDataModule, generate_moving_objects
+from .object_motion import OBJECT_MOTIONS, MotionSpec, render_moving_objects
 from .sources import VIDEO_EXTENSIONS, read_video_index
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, ScaleNormalize, VideoEvalTransform, VideoTrainTransform
 
@@ -30,9 +36,13 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MOTIONS",
+    "OBJECT_MOTIONS",
     "SHORT_VIDEO_POLICIES",
     "VIDEO_EXTENSIONS",
+    "EmbeddedVideoDataModule",
+    "MotionSpec",
     "MovingDigitsDataModule",
+    "MovingObjectsDataModule",
     "ScaleNormalize",
     "ShortVideoError",
     "VideoClipDataset",
@@ -41,10 +51,12 @@ __all__ = [
     "VideoTrainTransform",
     "clip_indices",
     "generate_moving_digits",
+    "generate_moving_objects",
     "moving_digit_trajectories",
     "read_frames",
     "read_video_index",
     "render_moving_digit",
+    "render_moving_objects",
     "video_frame_count",
     "write_mp4",
 ]

@@ -12,11 +12,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
-from ..common import embedded_root, generate_once
 from .codec import write_mp4
-from .datamodule import VideoDataModule
+from .embedded import EmbeddedVideoDataModule
 
 MOTIONS = ("right", "left", "down", "up", "clockwise", "counterclockwise", "grow", "shrink")
 _MOVING_DIGITS_VERSION = 1
@@ -111,7 +110,7 @@ def generate_moving_digits(folder: str, num_train: int, num_val: int, video_fram
             writer.writerows(rows)
 
 
-class MovingDigitsDataModule(VideoDataModule):
+class MovingDigitsDataModule(EmbeddedVideoDataModule):
     """Moving digits: scikit-learn's bundled 8x8 digits moving on a black canvas, as real h264 mp4 videos.
 
     Nothing is downloaded: the videos are generated once (``prepare_data``, or lazily in ``setup``) into
@@ -136,7 +135,7 @@ class MovingDigitsDataModule(VideoDataModule):
     labels (and digits are not flip-invariant either).
     """
 
-    _index_at_init = False  # the CSVs exist only after prepare_data
+    kind = "moving_digits"
     motions = MOTIONS
 
     def __init__(
@@ -187,13 +186,10 @@ class MovingDigitsDataModule(VideoDataModule):
         if hflip:
             rank_zero_warn("MovingDigitsDataModule(hflip=True): a horizontal flip swaps the 'right' and 'left'"
                            " motion labels and mirrors the digits")
-        self.generation = {"num_train": num_train, "num_val": num_val, "video_frames": video_frames,
-                           "canvas": canvas, "digit_size": digit_size, "fps": fps, "gen_seed": gen_seed,
-                           "version": _MOVING_DIGITS_VERSION}
-        self.cache_dir, self.data_dir = embedded_root(cache_dir, "moving_digits", self.generation)
+        generation = {"num_train": num_train, "num_val": num_val, "video_frames": video_frames, "canvas": canvas,
+                      "digit_size": digit_size, "fps": fps, "gen_seed": gen_seed, "version": _MOVING_DIGITS_VERSION}
         super().__init__(
-            train=os.path.join(self.data_dir, "train.csv"), val=os.path.join(self.data_dir, "val.csv"),
-            test=os.path.join(self.data_dir, "val.csv"), label=label, frames_per_clip=frames_per_clip,
+            cache_dir, generation, label=label, frames_per_clip=frames_per_clip,
             frame_step=frame_step, num_clips=num_clips, eval_clips=eval_clips, eval_views=eval_views,
             crop_size=crop_size, crop_scale=crop_scale, crop_ratio=crop_ratio, hflip=hflip, mean=mean, std=std,
             short_videos=short_videos, seek=seek, decode_threads=decode_threads, batch_size=batch_size,
@@ -201,33 +197,11 @@ class MovingDigitsDataModule(VideoDataModule):
         )
         self.label_names = ["label", "digit", "motion"]
         self.num_classes = 10 if label == "digit" else len(MOTIONS)
-        self.generation_seconds: float | None = None  # set when this object generated the videos
 
     def _count_classes(self, index: dict[str, list[tuple[str, dict[str, int]]]]) -> int:
         return 10 if self.label == "digit" else len(MOTIONS)
 
-    @property
-    def generated(self) -> bool:
-        return os.path.isfile(os.path.join(self.data_dir, "params.json"))
-
-    def prepare_data(self) -> None:
-        """Generates the videos unless ``data_dir`` already holds them (atomic; safe with concurrent processes)."""
-        if self.generated:
-            return
+    def _generate(self, folder: str) -> dict[str, int]:
         params = {k: v for k, v in self.generation.items() if k != "version"}
-
-        def generate(folder: str) -> dict[str, int]:
-            generate_moving_digits(folder, **params)
-            return {"train": params["num_train"], "val": params["num_val"]}
-
-        done = generate_once(self.data_dir, self.generation, generate)
-        if done is not None:  # None: another process finished first, use theirs
-            self.generation_seconds = done[1]
-            rank_zero_info(f"MovingDigitsDataModule: wrote {self.generation['num_train']}+"
-                           f"{self.generation['num_val']} videos to {self.data_dir}"
-                           f" in {self.generation_seconds:.1f}s")
-
-    def setup(self, stage: str | None = None) -> None:
-        if not self.generated:
-            self.prepare_data()
-        super().setup(stage)
+        generate_moving_digits(folder, **params)
+        return {"train": params["num_train"], "val": params["num_val"]}
