@@ -12,7 +12,12 @@ import torch
 
 from datamodules import MovingObjectsDataModule
 from datamodules.object_render import SceneSpec
-from datamodules.video.object_motion import OBJECT_MOTIONS, MotionSpec, main_object_paths, render_moving_objects
+from datamodules.video.object_motion import (
+    OBJECT_MOTIONS,
+    MotionSpec,
+    main_object_paths,
+    render_moving_objects,
+)
 
 BG = (0.1, 0.1, 0.1)
 

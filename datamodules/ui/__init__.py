@@ -6,14 +6,18 @@ Modules, each importing only those above it:
 - :mod:`~datamodules.ui.screens`: phone screens (:class:`Screen`) drawn with PIL (:class:`ScreenPainter`);
 - :mod:`~datamodules.ui.recording`: a scripted recording of screens and actions (:class:`Recording`);
 - :mod:`~datamodules.ui.scripts`: the slot vocabulary, one script per intent category, :data:`CATEGORIES`;
+- :mod:`~datamodules.ui.interact`: the interact set (one app skin, the intent in which element is touched and how
+  the screen changes, colour balanced out): :class:`InteractPainter`, :data:`INTERACT_CATEGORIES`,
+  :func:`record_interact`;
 - :mod:`~datamodules.ui.reader`: the release layout and its reader (:func:`read_ui_annotations`,
   :class:`UIRecordingDataset`);
-- :mod:`~datamodules.ui.synthetic`: the embedded generator (:func:`generate_ui_recordings`; the IIT and IIW
-  sets);
+- :mod:`~datamodules.ui.synthetic`: the embedded generator (:func:`generate_ui_recordings`; the IIT, IIW and
+  interact sets);
 - :mod:`~datamodules.ui.datamodule`: :class:`UIRecordingsDataModule` (batch keys and shapes).
 """
 
 from .datamodule import UIRecordingsDataModule
+from .interact import INTERACT_CATEGORIES, InteractCategory, InteractPainter, Panel, record_interact
 from .reader import SPLITS, UIRecordingDataset, read_ui_annotations, uniform_indices
 from .recording import Recording
 from .screens import APPS, Screen, ScreenPainter
@@ -23,11 +27,15 @@ from .synthetic import SET_DEFAULTS, UI_SETS, generate_ui_recordings, record_int
 __all__ = [
     "APPS",
     "CATEGORIES",
+    "INTERACT_CATEGORIES",
     "SET_DEFAULTS",
     "SPLITS",
     "UI_SETS",
     "VOCAB",
     "IntentCategory",
+    "InteractCategory",
+    "InteractPainter",
+    "Panel",
     "Recording",
     "Screen",
     "ScreenPainter",
@@ -37,6 +45,7 @@ __all__ = [
     "generate_ui_recordings",
     "read_ui_annotations",
     "record_intent",
+    "record_interact",
     "split_categories",
     "uniform_indices",
 ]

@@ -33,7 +33,9 @@ class UIRecordingsDataModule(JEPADataModule):
     """UI screen recordings with intents, in the IIW / IIT release layout (see :mod:`datamodules.ui.reader`).
 
     ``root``: a release folder (``<root>/<split>/annotations.csv``); ``None`` uses the embedded synthetic set
-    ``synthetic`` ("iit": 10 categories, lexicalised intents; "iiw": 24 categories, delexicalised), generated
+    ``synthetic`` ("iit": 10 categories, lexicalised intents; "iiw": 24 categories, delexicalised; "interact": 12
+    categories on one app skin whose intent lies in which element is touched and how the screen changes, with no
+    colour cue, see :mod:`~datamodules.ui.interact`), generated
     once (``prepare_data``, or lazily in ``setup``) into ``cache_dir/<set>/<hash of the generation
     parameters>/`` (``cache_dir`` defaults to ``$JEPA_LIGHTNING_CACHE/ui_recordings``, else
     ``~/.cache/jepa_lightning/ui_recordings``) with an atomic rename, and read back through the same reader.
@@ -47,14 +49,15 @@ class UIRecordingsDataModule(JEPADataModule):
 
     Synthetic generation sizes: ``train_per_category`` (common categories), ``few_shot_train`` (train
     recordings of each few-shot category), ``eval_per_category`` (few-shot and zero-shot splits),
-    ``zero_shot_categories`` / ``few_shot_categories`` (None: 2/2 for iit, 6/6 for iiw), ``min_frames`` /
-    ``max_frames``, ``width`` x ``height`` pixels (portrait), ``fps``, ``gen_seed``.
+    ``zero_shot_categories`` / ``few_shot_categories`` (None: 2/2 for iit and interact, 6/6 for iiw), ``min_frames`` /
+    ``max_frames``, ``width`` x ``height`` pixels (portrait; None: 64 x 112, and for interact 48 x 96, the UI-JEPA
+    recipe's frame size, so its frames need no resampling and their colours stay balanced), ``fps``, ``gen_seed``.
     """
 
     def __init__(
         self,
         root: str | None = None,
-        synthetic: Literal["iit", "iiw"] = "iit",
+        synthetic: Literal["iit", "iiw", "interact"] = "iit",
         cache_dir: str | None = None,
         video_column: str = "video",
         intent_column: str = "intent",
@@ -77,8 +80,8 @@ class UIRecordingsDataModule(JEPADataModule):
         few_shot_categories: int | None = None,
         min_frames: int = 32,
         max_frames: int = 64,
-        width: int = 64,
-        height: int = 112,
+        width: int | None = None,
+        height: int | None = None,
         fps: int = 8,
         gen_seed: int = 0,
         batch_size: int = 16,
@@ -94,6 +97,9 @@ class UIRecordingsDataModule(JEPADataModule):
         _av()
         if synthetic not in UI_SETS:
             raise ValueError(f"synthetic must be one of {tuple(UI_SETS)}, got {synthetic!r}")
+        defaults = SET_DEFAULTS[synthetic]
+        width = defaults.get("width", 64) if width is None else width
+        height = defaults.get("height", 112) if height is None else height
         for name, value in (("val_split", val_split), ("test_split", test_split)):
             if value not in ("few_shot", "zero_shot"):
                 raise ValueError(f"{name} must be 'few_shot' or 'zero_shot', got {value!r}")
@@ -112,7 +118,6 @@ class UIRecordingsDataModule(JEPADataModule):
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"mean and std must have 3 values (R, G, B), std > 0; got {tuple(mean)}, {tuple(std)}")
         n_cat = len(UI_SETS[synthetic])
-        defaults = SET_DEFAULTS[synthetic]
         zero = defaults["zero_shot_categories"] if zero_shot_categories is None else zero_shot_categories
         few = defaults["few_shot_categories"] if few_shot_categories is None else few_shot_categories
         if root is None and (zero < 1 or few < 1 or zero + few >= n_cat):
