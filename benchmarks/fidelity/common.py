@@ -108,11 +108,12 @@ def record_callback(every: int, keys: tuple[str, ...] = MONITORS):
     return Record()
 
 
-def train_recipe(recipe: Path, seed: int, steps: int, overrides: list[str], workdir: str, record_every: int):
+def train_recipe(recipe: Path, seed: int, steps: int, overrides: list[str], workdir: str, record_every: int,
+                 callbacks: list | None = None):
     """Build ``recipe`` with ``overrides`` (seed, mask seed and loader seed = ``seed``; run folder and checkpoints
     in ``workdir``; no validation) and train it ``steps`` optimizer steps on one thread. Returns the CLI, a copy of
     the network the method evaluates at its initialisation (``network("teacher")``), the training seconds and the
-    collapse monitors' curves."""
+    collapse monitors' curves. ``callbacks``: more Lightning callbacks for the fit."""
     import copy
     import time
 
@@ -129,7 +130,7 @@ def train_recipe(recipe: Path, seed: int, steps: int, overrides: list[str], work
         "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0", "--resume=false", *overrides])
     initial = copy.deepcopy(cli.model.network("teacher"))
     record = record_callback(record_every)
-    cli.trainer.callbacks.append(record)
+    cli.trainer.callbacks.extend([record, *(callbacks or [])])
     t0 = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     return cli, initial, time.perf_counter() - t0, record.curves
