@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-MONITORS = ("train/loss", "train/target_std", "train/pred_std")  # the collapse monitors the result pages plot
+MONITORS = ("train/loss", "train/target_std", "train/pred_std", "train/rankme")  # the monitors the result pages plot
 
 
 def summary(values: list[float]) -> dict[str, float]:
