@@ -16,6 +16,7 @@ from jepa_lightning.eval import (
     knn_accuracy,
     knn_predict,
     load_encoder_weights,
+    variance_shares,
 )
 from jepa_lightning.nn import AttentivePooler, VisionTransformer
 
@@ -94,6 +95,25 @@ def test_rankme_is_read_on_centred_embeddings():
     assert _rankme(z) > 31.0
     assert _rankme(z, center=False) < 3.0
     assert _rankme(z) == pytest.approx(_rankme(z - z.mean(0), center=False), rel=1e-5)
+
+
+def test_variance_shares_split_position_sample_and_local():
+    """Token maps built from a position table, a per-sample code and per-token noise with known variances: the
+    shares read them back (an exact two-way decomposition: they sum to 1), and the pure cases read 1."""
+    g = torch.Generator().manual_seed(0)
+    n, N, D = 400, 64, 16
+    position = torch.randn(1, N, D, generator=g)
+    sample = 2.0 * torch.randn(n, 1, D, generator=g)
+    local = torch.randn(n, N, D, generator=g)
+    shares = variance_shares(position + sample + local + 5.0)
+    assert sum(shares.values()) == pytest.approx(1.0, abs=1e-9)
+    assert shares["position"] == pytest.approx(1 / 6, abs=0.03)
+    assert shares["sample"] == pytest.approx(4 / 6, abs=0.05)
+    assert shares["local"] == pytest.approx(1 / 6, abs=0.03)
+    assert variance_shares(position.expand(n, N, D))["position"] == pytest.approx(1.0)
+    assert variance_shares(sample.expand(n, N, D))["sample"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"tokens \[n, N, D\]"):
+        variance_shares(local.flatten(0, 1))
 
 
 def test_rankme_accumulates_and_keeps_only_the_most_recent_rows():

@@ -92,10 +92,14 @@ def test_vjepa_fidelity_smoke():
     out = run_script("benchmarks/fidelity/vjepa.py", "--quick", "--fresh")
     assert out["name"] == "vjepa_objects_quick" and out["seeds"] == [0, 1]
     probes = {p["name"]: p for p in out["probes"]}
-    assert set(probes) == {"shape_attentive", "motion_attentive", "shape_linear", "motion_linear"}
+    assert set(probes) == {"shape_attentive", "motion_attentive", "shape_linear", "motion_linear", "video_share",
+                           "local_share"}
     for probe in probes.values():
         assert {"random_init", "pretrained", "context_encoder"} <= set(probe["scores"])
         assert all(0 <= v <= 100 for arm in probe["scores"].values() for v in arm)
+    for arm in ("random_init", "pretrained"):  # shares of the token variance: fractions below 1 together
+        video, local = probes["video_share"]["scores"][arm][0], probes["local_share"]["scores"][arm][0]
+        assert 0 < video < 1 and 0 < local < 1 and video + local <= 1
     assert {"clip_pixels", "one_frame_pixels"} <= set(probes["motion_linear"]["scores"])
     assert len(out["claims"]) == 4 and all(isinstance(c["holds"], bool) for c in out["claims"])
-    assert out["monitors"]["vjepa_s0"]["train/target_std"]
+    assert out["monitors"]["vjepa_s0"]["train/target_std"] and out["monitors"]["vjepa_s0"]["train/target_sample_share"]

@@ -77,6 +77,8 @@ def test_short_fit_on_digits_lowers_loss_and_probes_above_chance(tmp_path):
     # no share of the random init is left in the teacher
     assert metrics["train/ema"] == pytest.approx(model.ema_momentum(trainer.global_step), abs=1e-6)
     assert metrics["train/ema"] < 0.996 and metrics["train/ema_init_share"] == 0.0
+    # the share of the target tokens' variance that is one code per image: a fraction, not the whole
+    assert 0.0 < metrics["train/target_sample_share"] < 0.9
 
 
 def test_masks_are_drawn_per_step_on_the_batch_device_and_repeat_on_rerun(tmp_path):

@@ -12,13 +12,13 @@ from jepa_lightning.eval.intent_similarity import IntentSimilarity, intent_simil
 from jepa_lightning.eval.knn import knn_accuracy, knn_predict
 from jepa_lightning.eval.online_probe import OnlineProbe
 from jepa_lightning.eval.pictures import MaskPictures
-from jepa_lightning.eval.rankme import RankMe, effective_rank
+from jepa_lightning.eval.rankme import RankMe, effective_rank, variance_shares
 from jepa_lightning.eval.rollouts import RolloutEvaluation
 from jepa_lightning.eval.zero_shot import ZeroShotRollouts
 
 __all__ = [
     "AttentiveProbe", "export_encoder", "load_encoder_weights", "read_encoder_state", "knn_accuracy",
-    "knn_predict", "OnlineProbe", "RankMe", "effective_rank", "TrainingFLOPs", "FrozenHeads", "FrozenProbes", "SeqJEPAEvaluation", "flop_counter", "step_flops",
+    "knn_predict", "OnlineProbe", "RankMe", "effective_rank", "variance_shares", "TrainingFLOPs", "FrozenHeads", "FrozenProbes", "SeqJEPAEvaluation", "flop_counter", "step_flops",
     "RolloutEvaluation", "ZeroShotRollouts", "IntentSimilarity", "intent_similarity_scores",
     "BEVMeanAP", "CollapseMonitor", "MaskPictures",
 ]

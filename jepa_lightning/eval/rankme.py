@@ -24,6 +24,33 @@ def effective_rank(embeddings: torch.Tensor, eps: float = 1e-7, center: bool = T
     return torch.exp(-(p * p.log()).sum()).float()
 
 
+def variance_shares(tokens: torch.Tensor) -> dict[str, float]:
+    """Where the variance of token maps [n, N, D] (n samples, N positions) lies: ``position`` (the per-position
+    mean over samples: what a position embedding alone would give), ``sample`` (the per-sample mean over positions:
+    one code for the whole clip or image, the same at every token) and ``local`` (the rest: what differs from token
+    to token within a sample beyond its position, e.g. where an object is). The three sum to 1.
+
+    A JEPA encoder that drifts to ``sample`` ~ 1 has collapsed onto a global code: every target token is the same
+    vector, predictable from any context, and the token-level content a probe reads is gone (RankMe of the pooled
+    features does not see it)."""
+    if tokens.dim() != 3:
+        raise ValueError(f"variance_shares expects tokens [n, N, D], got {list(tokens.shape)}")
+    position, sample = (float(v) for v in _position_and_sample_shares(tokens.double()))
+    return {"position": position, "sample": sample, "local": 1.0 - position - sample}
+
+
+def sample_share(tokens: torch.Tensor) -> torch.Tensor:
+    """``variance_shares(tokens)["sample"]`` as a tensor on the tokens' device (no host sync: a training
+    metric)."""
+    return _position_and_sample_shares(tokens.detach().float())[1]
+
+
+def _position_and_sample_shares(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    z = z - z.mean((0, 1), keepdim=True)
+    total = z.pow(2).mean().clamp_min(torch.finfo(z.dtype).tiny)
+    return z.mean(0).pow(2).mean() / total, z.mean(1).pow(2).mean() / total
+
+
 class RankMe(Metric):
     """RankMe of the embeddings seen since the last `reset()`.
 
