@@ -52,7 +52,8 @@ RECIPE = ROOT / "recipes" / "vjepa" / "objects_tiny.yaml"
 CACHE = ROOT / "runs" / "bench_vjepa"
 LABELS = {"shape": 10, "motion": 8}
 PROBES = {f"{label}_{kind}": "accuracy %" for kind in ("attentive", "linear") for label in LABELS}
-SHARES = {"video_share": "share of token variance", "local_share": "share of token variance"}  # the cause, when any
+# where the token variance lies (the cause, when any): one code per video (higher: collapsed) and local content
+SHARES = {"video_share": False, "local_share": True}  # name -> higher is better
 ROOM = 10.0  # points between the data's floor and the supervised ceiling below which a label cannot show learning
 QUICK = ["--data.init_args.num_train=64", "--data.init_args.num_val=32",
          "--model.init_args.encoder.init_args.depth=1", "--model.init_args.predictor.init_args.depth=1"]
@@ -195,10 +196,10 @@ def write_results(runs: list[dict], ceilings: dict[str, dict], args: argparse.Na
             arms |= {"clip_pixels": [floor_pixels[f"{label}_clip"]] * len(seeds),
                      "one_frame_pixels": [floor_pixels[f"{label}_frame"]] * len(seeds)}
         probes.append(probe_entry(p, metric, arms))
-    for p, metric in SHARES.items():  # runs cached before these were recorded lack them
+    for p, higher in SHARES.items():  # runs cached before these were recorded lack them
         if all(p in r["random_init"] for r in runs):
-            probes.append(probe_entry(p, metric, {arm: scores(arm, p) for arm in ("random_init", "pretrained",
-                                                                                 "context_encoder")}))
+            arms = {arm: scores(arm, p) for arm in ("random_init", "pretrained", "context_encoder")}
+            probes.append(probe_entry(p, "share of token variance", arms, higher_is_better=higher))
     claims = [gain_claim(f"V-JEPA's {label} (attentive probe) beats random init", scores("pretrained", f"{label}_attentive"),
                          scores("random_init", f"{label}_attentive")) for label in LABELS]
     claims += [gain_claim(f"V-JEPA's context encoder: {label} (attentive probe) beats random init",
