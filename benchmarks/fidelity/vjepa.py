@@ -218,8 +218,9 @@ def write_results(runs: list[dict], ceilings: dict[str, dict], args: argparse.Na
                  "clip pixels (linear)": floor_pixels[f"{label}_clip"]}
         best, value = max(floor.items(), key=lambda kv: kv[1])
         if c["val_acc"] - value < ROOM:
+            where = "below" if c["val_acc"] < value else f"within {ROOM:g} points of"
             notes += (f" **{label}: no room to show learning at this budget**: the ceiling ({c['val_acc']:.1f} %) is "
-                      f"within {ROOM:g} points of the floor ({best}: {value:.1f} %).")
+                      f"{where} the floor ({best}: {value:.1f} %).")
     notes += "\n\n" + NOTES
     monitors = {f"vjepa_s{r['seed']}": r["curves"] for r in runs}
     return save_result("vjepa_objects" + ("_quick" if args.quick else ""), "V-JEPA", "benchmarks/fidelity/vjepa.py",
