@@ -29,7 +29,7 @@ kept beside its JSON as .pt), each in its own process (`--jobs` at a time, one t
 less than ROOM points between the data's floor and the ceiling, the notes say it cannot show learning.
 Runtime on 2 cores: a V-JEPA step of the recipe takes ~0.55 s at one thread, a supervised step about as much, so one
 seed (1500 steps, ~14 min, then ~9 min of 60-epoch probes) takes ~25 min and each ceiling ~15 min; with two jobs
-side by side, 3 seeds + 2 ceilings take about an hour, over the issue's 45-min budget.
+side by side, 3 seeds + 2 ceilings took 48 min (2026-12-04), over the issue's 45-min budget.
 Writes benchmarks/results/vjepa_objects.json (the common.py schema).
 """
 

@@ -169,8 +169,8 @@ class JEPAModule(LightningModule):
         bs = targets.size(0)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/target_std", targets.detach().float().flatten(0, -2).std(0).mean(), batch_size=bs)
-        if targets.dim() >= 3 and targets[0, ..., 0].numel() > 1:  # token targets [B, ..., D]: how much of them
-            self.log("train/target_sample_share", sample_share(targets.flatten(1, -2)), batch_size=bs)  # is one code
+        if targets.dim() >= 3 and targets.shape[1:-1].numel() > 1:  # token targets [B, ..., D]
+            self.log("train/target_sample_share", sample_share(targets.flatten(1, -2)), batch_size=bs)
         if predictions is not None:
             self.log("train/pred_std", predictions.detach().float().flatten(0, -2).std(0).mean(), batch_size=bs)
         if features is not None:
