@@ -1,4 +1,5 @@
-"""CollapseMonitor: a warning when a collapse signal stays below its floor for `patience` steps."""
+"""CollapseMonitor: a warning when a collapse signal stays below its floor (above its ceiling) for `patience`
+steps."""
 
 import warnings
 from types import SimpleNamespace
@@ -73,6 +74,17 @@ def test_epoch_metric_counts_steps_from_the_epoch_it_was_first_seen_low(one_thre
     monitor = CollapseMonitor(floors={"train/rankme": 1.5}, patience=4)
     _, messages = fit(Logs(epoch_values={"train/rankme": 1.0}), monitor, max_steps=12)
     assert collapse_warnings(messages) == ["collapse: train/rankme = 1 < 1.5 for 4 steps (since step 4)"]
+
+
+def test_a_metric_above_its_ceiling_warns_like_one_below_a_floor(one_thread):
+    """The default ceiling: token targets that are one code per sample (share of their variance > 0.9)."""
+    share = {"train/target_sample_share": lambda s: 0.4 if s < 3 else 0.97}
+    _, messages = fit(Logs(share), CollapseMonitor(floors={}, patience=4), max_steps=8)
+    assert collapse_warnings(messages) == ["collapse: train/target_sample_share = 0.97 > 0.9 for 4 steps (since step 3)"]
+    _, messages = fit(Logs({"train/target_sample_share": lambda s: 0.6}), CollapseMonitor(patience=1), max_steps=4)
+    assert collapse_warnings(messages) == []
+    with pytest.raises(ValueError, match="train/rankme has both a floor and a ceiling"):
+        CollapseMonitor(ceilings={"train/rankme": 100.0})
 
 
 def test_missing_metrics_are_ignored_with_one_warning_naming_them(one_thread):

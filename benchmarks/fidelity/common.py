@@ -22,7 +22,9 @@ def cached(path: Path, compute: Callable[..., dict], *args: Any, fresh: bool = F
     if path.is_file() and not fresh:
         return json.loads(path.read_text())
     result = compute(*args, **kwargs)
-    path.write_text(json.dumps(result, default=str))
+    partial = path.with_name(path.name + ".partial")  # written whole, then renamed: a reader never sees half
+    partial.write_text(json.dumps(result, default=str))
+    partial.replace(path)
     return result
 
 

@@ -1,4 +1,5 @@
-"""A warning when a collapse signal stays below its floor: the run is probably learning nothing."""
+"""A warning when a collapse signal stays past its bound (below a floor, above a ceiling): the run is probably
+learning nothing."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
-__all__ = ["CollapseMonitor", "DEFAULT_FLOORS"]
+__all__ = ["CollapseMonitor", "DEFAULT_CEILINGS", "DEFAULT_FLOORS"]
 
 DEFAULT_FLOORS: dict[str, float] = {"train/target_std": 0.01, "train/pred_std": 0.01, "train/rankme": 1.5}
+DEFAULT_CEILINGS: dict[str, float] = {"train/target_sample_share": 0.9}
 
 
 class CollapseMonitor(L.Callback):
-    """Watch collapse signals in `trainer.callback_metrics` and warn when one stays below its floor.
+    """Watch collapse signals in `trainer.callback_metrics` and warn when one stays below its floor (or above
+    its ceiling).
 
     After every training batch (and at the end of each training epoch, when epoch metrics such as
     `train/rankme` are computed) it reads the latest value of each metric in `floors`. A value below its floor
@@ -26,8 +29,12 @@ class CollapseMonitor(L.Callback):
 
     Default floors: ``train/target_std`` and ``train/pred_std`` 0.01 (per-dimension std over the batch, averaged
     over channels, of LayerNorm'd targets / predictions: about 1 when healthy), ``train/rankme`` 1.5 (RankMe of
-    centred embeddings: 1 means everything on one line). These are conservative and can be overridden per recipe
-    (`floors` replaces the defaults; include any metric a method logs, e.g. ``val/rankme``).
+    centred embeddings: 1 means everything on one line). Default ceiling: ``train/target_sample_share`` 0.9 (of
+    token targets: the share of their variance that is one code per sample, the same at every token; near 1 the
+    targets have lost position and local content, the collapse mode of video JEPAs at too high a learning rate;
+    a random video ViT reads ~0.36 on the moving objects). These are conservative and can be overridden per
+    recipe (`floors` / `ceilings` replace the defaults; include any metric a method logs, e.g. ``val/rankme``).
+    A streak above a ceiling behaves as one below a floor (``... = 0.95 > 0.9 for 100 steps ...``).
 
     Methods log different sets of metrics: a missing metric is skipped, and at the end of the first training
     epoch one warning names every floor whose metric never appeared. The streaks and warning flags are in the
@@ -35,11 +42,16 @@ class CollapseMonitor(L.Callback):
     (step metrics are per process unless logged with `sync_dist`); rank zero's decide the warning.
     """
 
-    def __init__(self, floors: dict[str, float] | None = None, patience: int = 100) -> None:
+    def __init__(self, floors: dict[str, float] | None = None, patience: int = 100,
+                 ceilings: dict[str, float] | None = None) -> None:
         super().__init__()
         if patience < 1:
             raise ValueError(f"CollapseMonitor needs patience >= 1, got {patience}")
         self.floors = dict(DEFAULT_FLOORS if floors is None else floors)
+        self.ceilings = dict(DEFAULT_CEILINGS if ceilings is None else ceilings)
+        both = set(self.floors) & set(self.ceilings)
+        if both:
+            raise ValueError(f"CollapseMonitor: {', '.join(sorted(both))} has both a floor and a ceiling; give one")
         self.patience = int(patience)
         self.since: dict[str, int] = {}  # metric -> global step at which its current streak below the floor began
         self.warned: dict[str, bool] = {}  # metric -> warned (and flagged) during its current streak
@@ -53,17 +65,20 @@ class CollapseMonitor(L.Callback):
     def _check(self, trainer: L.Trainer, pl_module: L.LightningModule, log: bool) -> None:
         metrics = trainer.callback_metrics  # read on every rank: epoch metrics may gather across processes
         step = trainer.global_step
-        for name, floor in self.floors.items():
+        bounds = [(name, bound, "<") for name, bound in self.floors.items()]
+        bounds += [(name, bound, ">") for name, bound in self.ceilings.items()]
+        for name, bound, side in bounds:
             if name not in metrics:
                 continue
             self.seen.add(name)
             value = float(metrics[name])
-            if value < floor:  # NaN counts as healthy here: the method's non-finite guard handles it
+            # NaN counts as healthy here: the method's non-finite guard handles it
+            if value < bound if side == "<" else value > bound:
                 since = self.since.setdefault(name, step)
                 duration = step - since + 1
                 if duration >= self.patience and not self.warned.get(name, False):
                     self.warned[name] = True
-                    rank_zero_warn(f"collapse: {name} = {value:.4g} < {floor:g} for {duration} steps "
+                    rank_zero_warn(f"collapse: {name} = {value:.4g} {side} {bound:g} for {duration} steps "
                                    f"(since step {since})")
                 if self.warned.get(name, False) and log:
                     pl_module.log(self.flag_name(name), 1.0, on_step=True, on_epoch=False, rank_zero_only=True)
@@ -80,7 +95,7 @@ class CollapseMonitor(L.Callback):
         self._check(trainer, pl_module, log=False)  # epoch metrics are fresh here; flags are logged per step
         if not self.missing_checked:
             self.missing_checked = True
-            missing = [name for name in self.floors if name not in self.seen]
+            missing = [name for name in [*self.floors, *self.ceilings] if name not in self.seen]
             if missing:
                 rank_zero_warn(f"CollapseMonitor: {', '.join(missing)} never logged in the first epoch; "
                                f"not monitored until it appears (this method may not log it)")
