@@ -120,15 +120,13 @@ def run(seed: int, teacher: str, args: argparse.Namespace, quick: list[str], wei
         t_cli, _, t_sec, _ = train_recipe(TEACHER, seed, teacher_steps, ["--trainer.callbacks=[]", *quick,
                                                                            *teacher_overrides(width)],
                                           f"{tmp}/teacher", every, callbacks=[flops])
-        t_run = {"steps": t_cli.trainer.global_step, "train_seconds": round(t_sec, 1), "flops": flops.total_flops,
-                 "final_loss": round(float(t_cli.trainer.callback_metrics["train/loss"]), 4)}
+        t_run = run_record(t_cli, t_sec, flops)
         flops = TrainingFLOPs()
         s_cli, _, s_sec, curves = train_recipe(
             STUDENT, seed, args.student_steps,
             ["--trainer.callbacks=[]", *quick, *(QUICK_STUDENT if args.quick else []),
              *student_overrides(width, f"{tmp}/teacher/ckpt/last.ckpt")], f"{tmp}/student", every, callbacks=[flops])
-        s_run = {"steps": s_cli.trainer.global_step, "train_seconds": round(s_sec, 1), "flops": flops.total_flops,
-                 "final_loss": round(float(s_cli.trainer.callback_metrics["train/loss"]), 4)}
+        s_run = run_record(s_cli, s_sec, flops)
     networks = {"student": s_cli.model.network("encoder")}
     if teacher == "strong":
         networks["teacher"] = t_cli.model.network("encoder")
@@ -138,14 +136,21 @@ def run(seed: int, teacher: str, args: argparse.Namespace, quick: list[str], wei
             "curves": curves, "seconds": round(time.perf_counter() - start, 1)}
 
 
-def settings(args: argparse.Namespace) -> str:
-    return f"t{args.teacher_steps}_s{args.student_steps}_p{args.probe_epochs}" + ("_quick" if args.quick else "")
+def run_record(cli, seconds: float, flops) -> dict:
+    """What one training run reports: its steps, time, counted FLOPs and final loss."""
+    return {"steps": cli.trainer.global_step, "train_seconds": round(seconds, 1), "flops": flops.total_flops,
+            "final_loss": round(float(cli.trainer.callback_metrics["train/loss"]), 4)}
+
+
+def cache_path(seed: int, teacher: str, args: argparse.Namespace) -> Path:
+    settings = f"t{args.teacher_steps}_s{args.student_steps}_p{args.probe_epochs}" + ("_quick" if args.quick else "")
+    return CACHE / f"salt_{teacher}_s{seed}_{settings}.json"
 
 
 def run_cached(job: tuple[int, str], args: argparse.Namespace) -> dict:
     """One seed's teacher-student pair in its own process, cached by its settings."""
     seed, teacher = job
-    path = CACHE / f"salt_{teacher}_s{seed}_{settings(args)}.json"
+    path = cache_path(seed, teacher, args)
     if not path.is_file() or args.fresh:
         cmd = [sys.executable, __file__, "--one", f"{seed}:{teacher}", "--teacher-steps", str(args.teacher_steps),
                "--student-steps", str(args.student_steps), "--probe-epochs", str(args.probe_epochs),
@@ -172,7 +177,7 @@ def write_results(pairs: dict[tuple[int, str], dict], vj: dict[int, dict], args:
             return [vj[s]["pretrained"][probe] for s in seeds]
         if name == "random_init":
             return [vj[s]["random_init"][probe] for s in seeds]
-        teacher, network = name.split("_")[1], name.split("_")[0]
+        network, teacher = name.split("_")
         return [pairs[(s, teacher)]["probe"][network][probe] for s in seeds]
 
     arms = {"random_init": "random_init", "pretrained": "student_strong", "teacher_strong": "teacher_strong",
@@ -193,8 +198,8 @@ def write_results(pairs: dict[tuple[int, str], dict], vj: dict[int, dict], args:
                                       abs(gap["mean"]) <= args.tolerance))
         claims.append(gain_claim(f"{label}: SALT beats V-JEPA at matched training FLOPs", student, arm("vjepa", p)))
         claims.append(gain_claim(f"{label}: the SALT student beats random init", student, arm("random_init", p)))
-    tflops = {name: summary([pairs[(s, name)]["runs"][part]["flops"] / 1e12 for s in seeds])["mean"]
-              for name in TEACHERS for part in ("teacher",)}
+    tflops = {name: summary([pairs[(s, name)]["runs"]["teacher"]["flops"] / 1e12 for s in seeds])["mean"]
+              for name in TEACHERS}
     student_tflops = summary([pairs[(s, "strong")]["runs"]["student"]["flops"] / 1e12 for s in seeds])["mean"]
     vjepa_tflops = args.vjepa_steps * costs["vjepa"] / 1e12
     setting = (f"MovingObjects 64 px, 8-frame clips, video ViT 96x4 (tubelets 2x8x8), batch 32; teachers "
@@ -254,7 +259,7 @@ def main() -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     if args.one is not None:  # a worker process: one teacher-student pair, cached
         seed, teacher = args.one.split(":")
-        path = CACHE / f"salt_{teacher}_s{seed}_{settings(args)}.json"
+        path = cache_path(int(seed), teacher, args)
         cached(path, run, int(seed), teacher, args, quick, path.with_suffix(".pt"), fresh=True)
         return
     torch.set_num_threads(1)
@@ -269,8 +274,7 @@ def main() -> None:
         pair_results = list(pool.map(lambda job: run_cached(job, args), jobs))
         vj = {s: f.result() for s, f in vj_future.items()}
     pairs = dict(zip(jobs, pair_results))
-    done = [*pair_results]
-    seconds = max(time.perf_counter() - t0, sum(r["seconds"] for r in done) / args.jobs)
+    seconds = max(time.perf_counter() - t0, sum(r["seconds"] for r in pair_results) / args.jobs)
     print(write_results(pairs, vj, args, costs, seconds).read_text())
 
 
