@@ -190,7 +190,9 @@ class SceneSpec:
     absolute object rotation in degrees; ``background_scale`` the crop side as a fraction of the photograph's short
     side; ``background_blur`` a Gaussian sigma in output pixels (0: none) and ``background_contrast`` the factor on
     the background's deviation from its mean (both keep objects salient against busy photographs);
-    ``background`` a constant RGB colour in [0, 1] instead of photographs; ``texture_strength`` how far (range)
+    ``background`` a constant RGB colour in [0, 1] instead of photographs; ``background_source`` "photographs" or
+    "noise" (a fresh smooth random field per scene, power spectrum 1/f^3, see
+    :func:`noise_backgrounds`: no two scenes share a background); ``texture_strength`` how far (range)
     the texture's second colour moves from the first towards black or white; ``min_contrast`` the least RGB
     distance of an object's colours from its local background."""
 
@@ -203,6 +205,7 @@ class SceneSpec:
     background_blur: float = 1.0
     background_contrast: float = 0.6
     background: tuple[float, float, float] | None = None
+    background_source: str = "photographs"
     textures: bool = True
     texture_strength: tuple[float, float] = (0.2, 0.45)
     min_contrast: float = 0.35
@@ -225,6 +228,8 @@ class SceneSpec:
                                  ("min_contrast", self.min_contrast, 1.0)):
             if not 0 <= value <= top:
                 raise ValueError(f"{name} must be in [0, {top:g}], got {value!r}")
+        if self.background_source not in ("photographs", "noise"):
+            raise ValueError(f"background_source must be 'photographs' or 'noise', got {self.background_source!r}")
         if self.background is not None and (len(self.background) != 3 or not all(0 <= c <= 1 for c in self.background)):
             raise ValueError(f"background must be None (photographs) or an RGB colour in [0, 1], got {self.background!r}")
 
@@ -256,10 +261,34 @@ def _finish_background(bg: torch.Tensor, s: SceneSpec) -> torch.Tensor:
     return mean + s.background_contrast * (bg - mean)
 
 
+def noise_backgrounds(n: int, size: int, g: torch.Generator, velocity: torch.Tensor | None = None,
+                      frames: int = 1) -> torch.Tensor:
+    """[n, frames, 3, size, size] smooth random backgrounds (power spectrum 1/f^3, a little smoother than a photograph's 1/f^2), one fresh field
+    per scene: a luminance field shared by the channels plus weaker per-channel fields, around a random mean colour
+    (std 0.2 per scene). Periodic, so ``velocity`` [n, 2] (x, y pixels per frame) pans it exactly (a phase shift)."""
+    f = torch.fft.fftfreq(size)
+    fy, fx = f[:, None], f[None, :]
+    amplitude = torch.hypot(fx, fy).clamp(min=1 / size).pow(-1.5)
+    amplitude[0, 0] = 0
+    white = torch.randn(n, 4, size, size, generator=g)
+    field = 0.8 * white[:, :1] + 0.45 * white[:, 1:]                            # [n, 3, H, W], correlated channels
+    spectrum = torch.fft.fft2(field) * amplitude
+    t = torch.arange(frames, dtype=torch.float32)
+    if velocity is None:
+        velocity = torch.zeros(n, 2)
+    shift = velocity[:, 0, None, None] * fx + velocity[:, 1, None, None] * fy   # [n, H, W] cycles per frame
+    phase = torch.exp(-2j * math.pi * t.view(1, -1, 1, 1) * shift[:, None])     # [n, F, H, W]
+    out = torch.fft.ifft2(spectrum[:, None] * phase[:, :, None]).real          # [n, F, 3, H, W]
+    out = out / out[:, :1].std((1, 2, 3, 4), keepdim=True).clamp(min=1e-8) * 0.2
+    return (out + _uniform(g, (n, 1, 3, 1, 1), 0.3, 0.7)).clamp(0, 1)
+
+
 def _background(n: int, s: SceneSpec, g: torch.Generator) -> torch.Tensor:
     size = s.image_size
     if s.background is not None:
         return torch.tensor(s.background, dtype=torch.float32).view(1, 3, 1, 1).expand(n, 3, size, size).clone()
+    if s.background_source == "noise":
+        return _finish_background(noise_backgrounds(n, size, g)[:, 0], s)
     return _finish_background(_sample_crops(_background_crops(n, size, s.background_scale, g), size,
                                             s.background_scale), s)
 

@@ -120,3 +120,39 @@ def test_bad_arguments_name_the_value(tmp_path, kw, message):
 def test_motion_names_are_the_label_order():
     assert OBJECT_MOTIONS[:4] == ("right-slow", "left-slow", "down-slow", "up-slow") and len(OBJECT_MOTIONS) == 8
     assert np.unique([m.split("-")[0] for m in OBJECT_MOTIONS]).size == 4
+
+
+def test_noise_backgrounds_pan_exactly_differ_per_video_and_keep_a_photographs_statistics():
+    """The "noise" background: a fresh field per video, panned by a phase shift (an integer velocity moves every
+    pixel by exactly that many pixels, wrapping), grey levels of a photograph's range; deterministic from the seed."""
+    from datamodules.object_render import noise_backgrounds
+
+    g = torch.Generator().manual_seed(0)
+    velocity = torch.tensor([[2.0, 0.0], [0.0, -1.0], [0.0, 0.0]])
+    bg = noise_backgrounds(3, 32, g, velocity, frames=4)
+    assert bg.shape == (3, 4, 3, 32, 32) and 0 <= bg.min() and bg.max() <= 1
+    unclamped = (bg > 0) & (bg < 1)
+    for i, (dx, dy) in enumerate(velocity.long().tolist()):
+        moved = torch.roll(bg[i, 0], shifts=(dy, dx), dims=(-2, -1))
+        assert torch.allclose(moved[unclamped[i, 1]], bg[i, 1][unclamped[i, 1]], atol=1e-4)
+    assert (bg[0, 0] - bg[1, 0]).abs().mean() > 0.05                  # another video, another field
+    assert 0.05 < bg[:, 0].std((1, 2, 3)).min() and bg[:, 0].std((1, 2, 3)).max() < 0.35
+    again = noise_backgrounds(3, 32, torch.Generator().manual_seed(0), velocity, frames=4)
+    assert torch.equal(bg, again)
+
+
+def test_moving_objects_render_over_noise_backgrounds():
+    """Videos over noise backgrounds: the labels given are kept, over a still background only the main object's
+    pixels change (its path does not depend on the background: test_the_main_object_moves_as_its_label_says), and
+    every video has its own background."""
+    noise = MotionSpec(scene=SceneSpec(objects_per_scene=(1, 1), main_scale=(0.18, 0.22), background_source="noise"),
+                       pan_speed=0.0)
+    out = render_moving_objects(8, frames=16, seed=2, motion=torch.arange(8), spec=noise)
+    assert out["video"].shape == (8, 16, 64, 64, 3) and (out["motion"] == torch.arange(8)).all()
+    for i in range(8):      # with a still background the only change between frames is the moving object
+        changed = (out["video"][i, -1].float() - out["video"][i, 0].float()).abs().sum(-1) > 30
+        assert changed.sum() > 20
+    corner = out["video"][:, 0, :6, :6].float()                        # where no main object goes (centre range)
+    assert (corner[0] - corner[1]).abs().mean() > 5
+    with pytest.raises(ValueError, match="background_source"):
+        SceneSpec(background_source="sky")

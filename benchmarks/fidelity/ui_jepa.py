@@ -1,7 +1,7 @@
 """UI-JEPA's claims at small scale, on the embedded synthetic UI screen recordings (real mp4 files; by default the
 "interact" set, where one app skin serves every intent and colour carries nothing: datamodules/ui/interact.py).
 
-    python benchmarks/fidelity/ui_jepa.py [--seeds 0 1 2 --epochs 40 --decoder-epochs 60] [-- OVERRIDES]
+    python benchmarks/fidelity/ui_jepa.py [--seeds 0 1 2 --epochs 40 --decoder-epochs 60 --jobs 2] [-- OVERRIDES]
     python benchmarks/fidelity/ui_jepa.py --quick          # smoke test (~1 min)
 
 Per seed, with the tiny recipes (`recipes/ui_jepa/pretrain_tiny.yaml`, `recipes/ui_jepa/decoder_tiny.yaml`; the
@@ -29,7 +29,9 @@ data set by `--synthetic`, extra pretraining overrides after `--`):
 Claims (UI-JEPA, Fu et al. 2024), each by more than twice the combined seed std: (1) spatial + temporal masking
 beats spatial-only masking on intent similarity and on the category probe (`seen` recordings); (2) few-shot
 intent similarity is above zero-shot; (3) a pretrained encoder beats a random one (intent similarity and the
-category probe). Encoders, probes and decoders are cached under --out (a rerun resumes).
+category probe). Each seed runs in its own process (`--jobs` at a time, one thread each); encoders, probes and
+decoders are cached under --out, in a folder named by the sizes and a digest of the recipes' text and the
+overrides (a rerun resumes; a changed recipe trains anew).
 Writes benchmarks/results/ui_jepa_<synthetic>.json (the common.py schema) and prints it.
 """
 
@@ -39,10 +41,12 @@ import argparse
 import hashlib
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -57,6 +61,7 @@ from jepa_lightning.eval.frozen_heads import fit_linear
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "recipes" / "ui_jepa"
+RECIPE_FILES = (RECIPES / "pretrain_tiny.yaml", RECIPES / "decoder_tiny.yaml")
 DATA: dict = {}  # UIRecordingsDataModule arguments shared by every run (--cache-dir, sizes)
 PRETRAIN: list[str] = []  # extra overrides of the pretraining recipe (after --), for every encoder built from it
 SPATIAL_ONLY = ('[{"class_path": "jepa_lightning.masks.MultiBlockMask3D", "init_args": {"num_blocks": 8, '
@@ -265,6 +270,24 @@ def train_seed(seed: int, args: argparse.Namespace, dm: UIRecordingsDataModule, 
     return result
 
 
+def run_seed(seed: int, args: argparse.Namespace, out: Path) -> dict:
+    """One seed in its own process (seeds run in parallel, `--jobs` at a time; every stage is cached, so a rerun
+    resumes)."""
+    cmd = [sys.executable, __file__, "--one", str(seed), "--synthetic", args.synthetic, "--epochs", str(args.epochs),
+           "--decoder-epochs", str(args.decoder_epochs), "--train-per-category", str(args.train_per_category),
+           "--eval-per-category", str(args.eval_per_category), "--image-size", *map(str, args.image_size),
+           "--out", args.out, "--stages", *args.stages, *(["--cache-dir", args.cache_dir] if args.cache_dir else []),
+           *(["--quick"] if args.quick else []), "--", *args.overrides]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode:
+        raise RuntimeError(f"seed {seed} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(seed_record(seed, args, out).read_text())
+
+
+def seed_record(seed: int, args: argparse.Namespace, out: Path) -> Path:
+    return out / f"seed{seed}_{'_'.join(args.stages)}.json"
+
+
 def write_results(runs: dict[int, dict], floors: dict, args: argparse.Namespace, data: dict, seconds: float,
                   out: Path) -> Path:
     seeds = sorted(runs)
@@ -332,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="encoders and per-run results are saved and reused below here (a rerun resumes)")
     p.add_argument("--stages", nargs="+", default=["probe", "decoder"], choices=["probe", "decoder"],
                    help="the category probe always runs; without `decoder` no intent decoder is trained")
+    p.add_argument("--jobs", type=int, default=2, help="seeds in parallel, each in its own process, one thread each")
     p.add_argument("--quick", action="store_true", help="tiny smoke run: 1 seed, 1 epoch, small data")
+    p.add_argument("--one", type=int, metavar="SEED", help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*", help="extra pretraining overrides (after --)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -346,8 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.cache_dir:
         DATA["cache_dir"] = args.cache_dir
     PRETRAIN.extend(args.overrides)
-    settings = f"{args.synthetic}_e{args.epochs}_d{args.decoder_epochs}_n{args.train_per_category}" + (
-        "_" + hashlib.sha1(" ".join(args.overrides).encode()).hexdigest()[:10] if args.overrides else "")
+    # the settings' folder: its name has the sizes and a digest of the recipes' text and of the overrides, so a
+    # changed recipe never reuses encoders trained with the old one
+    digest = hashlib.sha1("\n".join([*(f.read_text() for f in RECIPE_FILES), *args.overrides]).encode())
+    settings = (f"{args.synthetic}_e{args.epochs}_d{args.decoder_epochs}_n{args.train_per_category}_"
+                f"{digest.hexdigest()[:10]}")
     out = Path(args.out) / settings
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -360,12 +388,16 @@ def main(argv: list[str] | None = None) -> int:
             "few_shot": dm.categories_of("few_shot"), "zero_shot": dm.categories_of("zero_shot"),
             "counts": {**{s: len(dm.intents_of(s)) for s in ("train", "few_shot", "zero_shot")},
                        "seen": len(sets["seen"])}}
+    if args.one is not None:  # a worker process: one seed's encoders, probes and decoders, cached
+        cached(seed_record(args.one, args, out), train_seed, args.one, args, dm, sets, out, fresh=True)
+        return 0
     floors = cached(out / "pixels.json", lambda: {view: category_probe(pixel_features(view, dm), dm, sets)
                                                   for view in PIXEL_VIEWS})
-    runs = {seed: train_seed(seed, args, dm, sets, out) for seed in args.seeds}
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        runs = dict(zip(args.seeds, pool.map(lambda seed: run_seed(seed, args, out), args.seeds)))
     spent = sum(r["pretrain"][v]["seconds"] for r in runs.values() for v in r["pretrain"]) + sum(
         d["seconds"] for r in runs.values() for d in r["decoder"].values())
-    path = write_results(runs, floors, args, data, max(time.perf_counter() - t0, spent), out)
+    path = write_results(runs, floors, args, data, max(time.perf_counter() - t0, spent / min(args.jobs, len(runs))), out)
     print(path.read_text())
     return 0
 

@@ -62,6 +62,8 @@ class MovingObjectsDataModule(EmbeddedVideoDataModule):
             (:class:`~datamodules.object_render.SceneSpec`: sizes are radii as fractions of ``image_size``).
         main_range, travel, distractor_speed, pan_speed: the motion
             (:class:`~datamodules.video.object_motion.MotionSpec`).
+        background: "photographs" (crops of scikit-learn's two photographs) or "noise" (a fresh smooth random field
+            per video, which no model can memorise: :func:`~datamodules.object_render.noise_backgrounds`).
         gen_seed: seed of the generator.
         label, frames_per_clip, frame_step, ...: as :class:`~datamodules.video.VideoDataModule`. The default clip
             (8 frames, 2 apart) spans the whole 16-frame video. ``hflip`` is off and should stay off: a flip
@@ -88,6 +90,7 @@ class MovingObjectsDataModule(EmbeddedVideoDataModule):
         travel: tuple[float, float] = (0.4, 0.8),
         distractor_speed: tuple[float, float] = (0.3, 1.5),
         pan_speed: float = 0.6,
+        background: Literal["photographs", "noise"] = "photographs",
         gen_seed: int = 0,
         label: Literal["shape", "motion"] = "shape",
         frames_per_clip: int = 8,
@@ -121,7 +124,8 @@ class MovingObjectsDataModule(EmbeddedVideoDataModule):
             rank_zero_warn("MovingObjectsDataModule(hflip=True): a horizontal flip swaps the 'right' and 'left'"
                            " motion labels")
         scene = SceneSpec(image_size=image_size, main_scale=tuple(main_scale), distractor_scale=tuple(distractor_scale),
-                          objects_per_scene=tuple(int(v) for v in objects_per_scene), rotation=float(rotation))
+                          objects_per_scene=tuple(int(v) for v in objects_per_scene), rotation=float(rotation),
+                          background_source=background)
         self.spec = MotionSpec(scene=scene, main_range=tuple(main_range), travel=tuple(travel),
                                distractor_speed=tuple(distractor_speed), pan_speed=float(pan_speed))
         generation = {"num_train": num_train, "num_val": num_val, "video_frames": video_frames, "fps": fps,

@@ -34,6 +34,7 @@ from ..object_render import (
     _sample_crops,
     _uniform,
     composite,
+    noise_backgrounds,
     object_layers,
     paint_objects,
     sample_objects,
@@ -98,14 +99,20 @@ def main_object_paths(motion: torch.Tensor, frames: int, lo: float, hi: float, t
 
 
 def _panning_backgrounds(n: int, frames: int, s: SceneSpec, pan_speed: float, g: torch.Generator) -> torch.Tensor:
-    """[n, frames, 3, H, W] photograph crops panning in a random direction at up to ``pan_speed`` px/frame (the
-    path centred on the drawn crop, shrunk towards the photograph's centre to stay inside it)."""
+    """[n, frames, 3, H, W] photograph crops (or noise fields, ``background_source``) panning in a random direction
+    at up to ``pan_speed`` px/frame (a crop's path centred on the drawn crop, shrunk towards the photograph's centre
+    to stay inside it)."""
     size = s.image_size
     if s.background is not None:
         return torch.tensor(s.background).view(1, 1, 3, 1, 1).expand(n, frames, 3, size, size).clone()
-    crops = _background_crops(n, size, s.background_scale, g)
+    photographs = s.background_source == "photographs"
+    crops = _background_crops(n, size, s.background_scale, g) if photographs else None
     angle = _uniform(g, (n,), 0, 2 * math.pi)
     px = _uniform(g, (n,), 0, 1) * pan_speed                                 # pixels per frame
+    if not photographs:
+        velocity = torch.stack([angle.cos(), angle.sin()], 1) * px[:, None]
+        bg = noise_backgrounds(n, size, g, velocity, frames)
+        return _finish_background(bg.flatten(0, 1), s).view(n, frames, 3, size, size)
     offset = torch.arange(frames) - (frames - 1) / 2                         # [F]
     rows = {k: v.repeat_interleave(frames) for k, v in crops.items()}
     for key, half, trig in (("cx", "sx", angle.cos()), ("cy", "sy", angle.sin())):
