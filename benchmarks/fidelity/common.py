@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 from collections.abc import Callable
@@ -15,6 +16,15 @@ def summary(values: list[float]) -> dict[str, float]:
     """Mean and sample standard deviation over seeds (std 0 for a single seed), rounded for the JSON."""
     return {"mean": round(statistics.mean(values), 4),
             "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
+
+
+def override_tag(overrides: list[str]) -> str:
+    """A file-name suffix naming a run's extra CLI overrides ("" without any): "_data.background=noise"; a long one
+    (a list of masks) is cut and completed by a digest, so the name stays short and unique."""
+    extra = "_".join(o.lstrip("-").replace("init_args.", "") for o in overrides)
+    if len(extra) > 100:
+        extra = extra[:60] + "_" + hashlib.sha1(extra.encode()).hexdigest()[:12]
+    return f"_{extra}" if extra else ""
 
 
 def cached(path: Path, compute: Callable[..., dict], *args: Any, fresh: bool = False, **kwargs: Any) -> dict:

@@ -1,7 +1,7 @@
 """SALT's claims at small scale, on the embedded moving-objects videos (datamodules.MovingObjectsDataModule), next to
 V-JEPA at the same training FLOPs.
 
-    python benchmarks/fidelity/salt.py [--seeds 0 1 2] [--teacher-steps 400] [--jobs 2]
+    python benchmarks/fidelity/salt.py [--seeds 0 1 2] [--teacher-steps 400] [--jobs 2] [-- OVERRIDES]
     python benchmarks/fidelity/salt.py --quick          # smoke test (~2 min)
 
 Per seed, with `recipes/salt/objects_{teacher,student}_tiny.yaml` (the encoder, predictor, masks and optimizer of
@@ -48,7 +48,16 @@ from pathlib import Path
 
 import torch
 import vjepa
-from common import cached, claim_entry, gain_claim, probe_entry, save_result, summary, train_recipe
+from common import (
+    cached,
+    claim_entry,
+    gain_claim,
+    override_tag,
+    probe_entry,
+    save_result,
+    summary,
+    train_recipe,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TEACHER = ROOT / "recipes" / "salt" / "objects_teacher_tiny.yaml"
@@ -95,10 +104,10 @@ def step_cost(recipe: Path, overrides: list[str], draws: int = 16) -> float:
     return sum(counts) / len(counts)
 
 
-def matched_student_steps(args: argparse.Namespace, quick: list[str]) -> tuple[int, dict[str, float]]:
+def matched_student_steps(args: argparse.Namespace, extra: list[str]) -> tuple[int, dict[str, float]]:
     """The student's steps that make the strong teacher + its student cost `--vjepa-steps` V-JEPA steps."""
-    costs = {"vjepa": step_cost(vjepa.RECIPE, quick), "teacher": step_cost(TEACHER, quick),
-             "student": step_cost(STUDENT, [*quick, *student_overrides(None, None),
+    costs = {"vjepa": step_cost(vjepa.RECIPE, extra), "teacher": step_cost(TEACHER, extra),
+             "student": step_cost(STUDENT, [*extra, *student_overrides(None, None),
                                             *(QUICK_STUDENT if args.quick else [])])}
     budget = args.vjepa_steps * costs["vjepa"] - args.teacher_steps * costs["teacher"]
     if budget < costs["student"]:
@@ -107,7 +116,7 @@ def matched_student_steps(args: argparse.Namespace, quick: list[str]) -> tuple[i
     return round(budget / costs["student"]), costs
 
 
-def run(seed: int, teacher: str, args: argparse.Namespace, quick: list[str], weights: Path) -> dict:
+def run(seed: int, teacher: str, args: argparse.Namespace, extra: list[str], weights: Path) -> dict:
     """Train one teacher, then its student; probe the student (and the strong teacher)."""
     from jepa_lightning.eval.flops import TrainingFLOPs
 
@@ -117,14 +126,14 @@ def run(seed: int, teacher: str, args: argparse.Namespace, quick: list[str], wei
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         flops = TrainingFLOPs()
-        t_cli, _, t_sec, _ = train_recipe(TEACHER, seed, teacher_steps, ["--trainer.callbacks=[]", *quick,
+        t_cli, _, t_sec, _ = train_recipe(TEACHER, seed, teacher_steps, ["--trainer.callbacks=[]", *extra,
                                                                            *teacher_overrides(width)],
                                           f"{tmp}/teacher", every, callbacks=[flops])
         t_run = run_record(t_cli, t_sec, flops)
         flops = TrainingFLOPs()
         s_cli, _, s_sec, curves = train_recipe(
             STUDENT, seed, args.student_steps,
-            ["--trainer.callbacks=[]", *quick, *(QUICK_STUDENT if args.quick else []),
+            ["--trainer.callbacks=[]", *extra, *(QUICK_STUDENT if args.quick else []),
              *student_overrides(width, f"{tmp}/teacher/ckpt/last.ckpt")], f"{tmp}/student", every, callbacks=[flops])
         s_run = run_record(s_cli, s_sec, flops)
     networks = {"student": s_cli.model.network("encoder")}
@@ -144,7 +153,7 @@ def run_record(cli, seconds: float, flops) -> dict:
 
 def cache_path(seed: int, teacher: str, args: argparse.Namespace) -> Path:
     settings = f"t{args.teacher_steps}_s{args.student_steps}_p{args.probe_epochs}" + ("_quick" if args.quick else "")
-    return CACHE / f"salt_{teacher}_s{seed}_{settings}.json"
+    return CACHE / f"salt_{teacher}_s{seed}_{settings}{override_tag(args.overrides)}.json"
 
 
 def run_cached(job: tuple[int, str], args: argparse.Namespace) -> dict:
@@ -154,7 +163,7 @@ def run_cached(job: tuple[int, str], args: argparse.Namespace) -> dict:
     if not path.is_file() or args.fresh:
         cmd = [sys.executable, __file__, "--one", f"{seed}:{teacher}", "--teacher-steps", str(args.teacher_steps),
                "--student-steps", str(args.student_steps), "--probe-epochs", str(args.probe_epochs),
-               *(["--quick"] if args.quick else [])]
+               *(["--quick"] if args.quick else []), "--", *args.overrides]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode:
             raise RuntimeError(f"SALT seed {seed}, {teacher} teacher failed:\n{proc.stderr[-3000:]}")
@@ -163,7 +172,8 @@ def run_cached(job: tuple[int, str], args: argparse.Namespace) -> dict:
 
 def vjepa_cached(seed: int, args: argparse.Namespace) -> dict:
     """V-JEPA's run at this seed from vjepa.py's cache (trained there when missing)."""
-    ns = argparse.Namespace(steps=args.vjepa_steps, probe_epochs=args.probe_epochs, overrides=[], quick=args.quick,
+    ns = argparse.Namespace(steps=args.vjepa_steps, probe_epochs=args.probe_epochs, overrides=args.overrides,
+                            quick=args.quick,
                             ceiling_seed=0, fresh=False)
     return vjepa.run_cached(seed, ns)
 
@@ -207,6 +217,7 @@ def write_results(pairs: dict[tuple[int, str], dict], vj: dict[int, dict], args:
                f"students {args.student_steps} steps; V-JEPA {args.vjepa_steps} steps (same FLOPs)")
     config = {"teacher_steps": args.teacher_steps, "student_steps": args.student_steps,
               "vjepa_steps": args.vjepa_steps, "probe_epochs": args.probe_epochs, "quick": args.quick,
+              "overrides": args.overrides,
               "recipes": [str(r.relative_to(ROOT)) for r in (TEACHER, STUDENT, vjepa.RECIPE)],
               "gflop_per_step": {k: round(v / 1e9, 3) for k, v in costs.items()}, "tolerance": args.tolerance}
     salt_total = tflops["strong"] + student_tflops
@@ -251,8 +262,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke test: vjepa.py's quick data and model, one seed")
     ap.add_argument("--fresh", action="store_true", help="recompute cached runs")
     ap.add_argument("--one", metavar="SEED:TEACHER", help=argparse.SUPPRESS)
+    ap.add_argument("overrides", nargs="*", help="extra CLI overrides for every run, V-JEPA's included (after --)")
     args = ap.parse_args()
-    quick = list(vjepa.QUICK) if args.quick else []
+    extra = (list(vjepa.QUICK) if args.quick else []) + args.overrides
     if args.quick:
         args.seeds, args.probe_epochs, args.vjepa_steps = args.seeds[:1], 2, 10
         args.teacher_steps = min(args.teacher_steps, 4)
@@ -260,10 +272,10 @@ def main() -> None:
     if args.one is not None:  # a worker process: one teacher-student pair, cached
         seed, teacher = args.one.split(":")
         path = cache_path(int(seed), teacher, args)
-        cached(path, run, int(seed), teacher, args, quick, path.with_suffix(".pt"), fresh=True)
+        cached(path, run, int(seed), teacher, args, extra, path.with_suffix(".pt"), fresh=True)
         return
     torch.set_num_threads(1)
-    matched, costs = matched_student_steps(args, quick)
+    matched, costs = matched_student_steps(args, extra)
     args.student_steps = args.student_steps or matched
     print(f"SALT students: {args.student_steps} steps (GFLOP per step: "
           + ", ".join(f"{k} {v / 1e9:.3g}" for k, v in costs.items()) + ")", file=sys.stderr, flush=True)
