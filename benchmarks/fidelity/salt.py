@@ -32,6 +32,11 @@ loading dominates its smaller compute), a 60-epoch probe ~3 min per network; one
 pairs ~50 min at one thread; 3 seeds took 77 min of wall time with two jobs (2026-12-05; the JSON's `seconds`,
 the runs' summed time over the jobs, says 73), over the issue's 45-min budget (plus V-JEPA's own runs when they are
 not cached).
+Over fresh noise backgrounds (`-- --data.init_args.background=noise`; exploration of 2026-12-05, strong pair only,
+seeds 0-2, shape / motion attentive %): random init 20.5 +- 2.8 / 86.2 +- 1.6, the 400-step pixel teacher
+31.9 +- 1.4 / 91.8 +- 1.7 (above its init by more than twice the combined std on both labels: the one video
+encoder here that does), its 1248-step student 23.7 +- 3.0 / 79.4 +- 2.3 (V-JEPA, seed 0: 11.4 / 60.8). Pixel
+targets teach the objects; predicting even a good frozen teacher's latents loses most of it again.
 Writes benchmarks/results/salt_objects.json (the common.py schema).
 """
 
