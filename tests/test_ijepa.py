@@ -79,6 +79,9 @@ def test_short_fit_on_digits_lowers_loss_and_probes_above_chance(tmp_path):
     assert metrics["train/ema"] < 0.996 and metrics["train/ema_init_share"] == 0.0
     # the share of the target tokens' variance that is one code per image: a fraction, not the whole
     assert 0.0 < metrics["train/target_sample_share"] < 0.9
+    # and the share position alone predicts: a fraction, and with the sample share at most the whole
+    position = metrics["train/target_position_share"]
+    assert 0.0 < position < 1.0 and position + metrics["train/target_sample_share"] <= 1.0 + 1e-6
 
 
 def test_masks_are_drawn_per_step_on_the_batch_device_and_repeat_on_rerun(tmp_path):

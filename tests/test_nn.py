@@ -117,3 +117,24 @@ def test_vit_video_mode():
     vit = VisionTransformer(img_size=16, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=24, depth=1,
                             num_heads=2)
     assert vit.grid_size == (2, 2, 2) and vit(torch.randn(1, 3, 4, 16, 16)).shape == (1, 8, 24)
+
+
+def test_vit_patch_init_std_sets_the_patch_embedding_apart():
+    kw = dict(img_size=32, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=64, depth=2, num_heads=4)
+    torch.manual_seed(0)
+    default = VisionTransformer(**kw)
+    torch.manual_seed(0)
+    same = VisionTransformer(**kw, patch_init_std=None)
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), same.state_dict().values()))
+    torch.manual_seed(0)
+    wide = VisionTransformer(**kw, patch_init_std=0.04)
+    w = wide.patch_embed.proj.weight
+    assert w.std().item() == pytest.approx(0.04, rel=0.05)
+    assert default.patch_embed.proj.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    # every other weight keeps the official rule
+    rest = [k for k in default.state_dict() if not k.startswith("patch_embed.proj.weight")]
+    assert all(torch.equal(default.state_dict()[k], wide.state_dict()[k]) for k in rest)
+    # the embedded content doubles against the fixed positions
+    x = torch.randn(3, 3, 4, 32, 32)
+    with torch.no_grad():
+        assert (wide.patch_embed(x).std() / default.patch_embed(x).std()).item() == pytest.approx(2.0, rel=0.1)

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-MONITORS = ("train/loss", "train/target_std", "train/pred_std", "train/rankme", "train/target_sample_share")  # the monitors the result pages plot
+MONITORS = ("train/loss", "train/target_std", "train/pred_std", "train/rankme", "train/target_sample_share",
+            "train/target_position_share")  # the monitors the result pages plot
 
 
 def summary(values: list[float]) -> dict[str, float]:

@@ -37,6 +37,18 @@ seeds 0-2, shape / motion attentive %): random init 20.5 +- 2.8 / 86.2 +- 1.6, t
 31.9 +- 1.4 / 91.8 +- 1.7 (above its init by more than twice the combined std on both labels: the one video
 encoder here that does), its 1248-step student 23.7 +- 3.0 / 79.4 +- 2.3 (V-JEPA, seed 0: 11.4 / 60.8). Pixel
 targets teach the objects; predicting even a good frozen teacher's latents loses most of it again.
+Why (seed 0, noise backgrounds, same probes; pilots of 2026-12-05, not this script's runs): along its run the
+student reads 24.2 / 87.8 at step 300, 22.8 / 81.8 at 600, 22.0 / 78.6 at 1248 (its teacher 32.8 / 90.4, random
+init 21.2 / 84.6). Its targets, the teacher's LayerNormed tokens, are 76 % position, 2 % one code per video and 22 %
+local content (`eval.variance_shares` over 1300 clips; `train/target_position_share` logs it); each position's
+median alone predicts them at an L1 of 0.117, below the student's final loss (0.158). Short-range masks alone (70 %
+of the tokens as context) end at the same loss (0.160) and probes (22.6 / 81.6): the predictor hardly reads the
+context. Targets minus their running per-position mean (an ablation) turn the student onto the video code (video
+share 0.54, 17.0 / 67.4). What the context predicts here is position and the video code, not the local content of a
+masked block, so latent prediction teaches neither object. A patch embedding at the paper's scale
+(`--model.init_args.encoder.init_args.patch_init_std=0.04`, see nn.VisionTransformer) shifts the teacher's
+targets to 44 % position / 50 % local, its pixel teacher reads 28.8 / 91.4 against its random init's 18.6 / 89.8,
+and its student again stays at the init's level (19.8 / 85.2).
 Writes benchmarks/results/salt_objects.json (the common.py schema).
 """
 

@@ -39,10 +39,10 @@ def variance_shares(tokens: torch.Tensor) -> dict[str, float]:
     return {"position": position, "sample": sample, "local": 1.0 - position - sample}
 
 
-def sample_share(tokens: torch.Tensor) -> torch.Tensor:
-    """``variance_shares(tokens)["sample"]`` as a tensor on the tokens' device (no host sync: a training
-    metric)."""
-    return _position_and_sample_shares(tokens.detach().float())[1]
+def position_and_sample_shares(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``variance_shares(tokens)``'s ``position`` and ``sample`` as tensors on the tokens' device (no host sync:
+    training metrics)."""
+    return _position_and_sample_shares(tokens.detach().float())
 
 
 def _position_and_sample_shares(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
 
 from jepa_lightning.distributed import bf16_policy, shard_module
-from jepa_lightning.eval.rankme import RankMe, sample_share
+from jepa_lightning.eval.rankme import RankMe, position_and_sample_shares
 from jepa_lightning.masks import step_generator
 from jepa_lightning.optim import adamw_warmup_cosine
 from jepa_lightning.targets import EMATeacher, TargetNetwork, ema_init_share, ema_momentum
@@ -164,13 +164,18 @@ class JEPAModule(LightningModule):
         the targets / predictions over the batch's tokens, averaged over dimensions; `train/rankme` per epoch:
         RankMe of the centred pooled evaluation features, when the objective computed them; with token targets
         [B, ..., D], `train/target_sample_share`: the share of their variance that is one code per sample, the same at
-        every token, `eval.variance_shares`: near 1, the targets have collapsed onto a global code), the schedules
+        every token, `eval.variance_shares`: near 1, the targets have collapsed onto a global code, and
+        `train/target_position_share`: the share that position alone predicts, the same in every sample, estimated
+        on the batch: near 1, a predictor can drive the loss down from its position embeddings without reading the
+        context, and the encoder gets almost no content signal), the schedules
         and, with an EMA teacher, the share of its random init it still holds (`train/ema_init_share`)."""
         bs = targets.size(0)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/target_std", targets.detach().float().flatten(0, -2).std(0).mean(), batch_size=bs)
         if targets.dim() >= 3 and targets.shape[1:-1].numel() > 1:  # token targets [B, ..., D]
-            self.log("train/target_sample_share", sample_share(targets.flatten(1, -2)), batch_size=bs)
+            position, sample = position_and_sample_shares(targets.flatten(1, -2))
+            self.log("train/target_sample_share", sample, batch_size=bs)
+            self.log("train/target_position_share", position, batch_size=bs)
         if predictions is not None:
             self.log("train/pred_std", predictions.detach().float().flatten(0, -2).std(0).mean(), batch_size=bs)
         if features is not None:
