@@ -25,7 +25,9 @@ class VisionTransformer(nn.Module):
     while the sin-cos positions it is added to do not: the paper's ViT-L/16 video tubelets (2x16x16x3 = 1536 inputs)
     get content about as strong as position, a tiny recipe's 2x8x8x3 = 384 half of it (measured on the moving
     objects at 0.02: content std 0.25 against positions' 0.51, and half of the LayerNormed output tokens' variance
-    is position, `eval.variance_shares`; at 0.04: 23 %). 0.02 x sqrt(1536 / fan-in) keeps the paper's balance.
+    is position, `eval.variance_shares`; at 0.04: 23 %). 0.02 x sqrt(paper's fan-in / fan-in) keeps the paper's
+    balance: 0.04 for 2x8x8x3 video tubelets against ViT-L/16's 1536, 0.035 for 8x8x3 image patches against
+    I-JEPA's ViT-H/14 (588).
     """
 
     def __init__(self, img_size: int | tuple[int, int] = 224, patch_size: int = 16, in_chans: int = 3, num_frames: int = 1,
