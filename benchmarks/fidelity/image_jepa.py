@@ -43,7 +43,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from common import cached, claim_entry, gain_claim, probe_entry, save_result, summary, train_recipe
+from common import (
+    cached,
+    claim_entry,
+    gain_claim,
+    override_tag,
+    probe_entry,
+    save_result,
+    summary,
+    train_recipe,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = {"ijepa": ROOT / "recipes" / "ijepa" / "scenes_tiny.yaml", "dmt_jepa": ROOT / "recipes" / "dmt_jepa" / "tiny.yaml"}
@@ -109,8 +118,7 @@ def run(method: str, seed: int, steps: int, overrides: list[str], max_patches: i
 
 
 def cache_path(method: str, seed: int, args: argparse.Namespace) -> Path:
-    extra = "_".join(o.lstrip("-").replace("init_args.", "") for o in args.overrides)
-    return CACHE / (f"{method}_s{seed}_{args.steps}" + ("_quick" if args.quick else "") + (f"_{extra}" if extra else "")
+    return CACHE / (f"{method}_s{seed}_{args.steps}" + ("_quick" if args.quick else "") + override_tag(args.overrides)
                     + ".json")
 
 

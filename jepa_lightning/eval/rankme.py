@@ -35,17 +35,13 @@ def variance_shares(tokens: torch.Tensor) -> dict[str, float]:
     features does not see it)."""
     if tokens.dim() != 3:
         raise ValueError(f"variance_shares expects tokens [n, N, D], got {list(tokens.shape)}")
-    position, sample = (float(v) for v in _position_and_sample_shares(tokens.double()))
+    position, sample = (float(v) for v in position_and_sample_shares(tokens.double()))
     return {"position": position, "sample": sample, "local": 1.0 - position - sample}
 
 
-def position_and_sample_shares(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``variance_shares(tokens)``'s ``position`` and ``sample`` as tensors on the tokens' device (no host sync:
-    training metrics)."""
-    return _position_and_sample_shares(tokens.detach().float())
-
-
-def _position_and_sample_shares(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def position_and_sample_shares(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``variance_shares(z)``'s ``position`` and ``sample`` as tensors on ``z``'s device, in its dtype (no host
+    sync: training metrics)."""
     z = z - z.mean((0, 1), keepdim=True)
     total = z.pow(2).mean().clamp_min(torch.finfo(z.dtype).tiny)
     return z.mean(0).pow(2).mean() / total, z.mean(1).pow(2).mean() / total

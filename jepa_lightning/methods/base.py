@@ -173,7 +173,7 @@ class JEPAModule(LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/target_std", targets.detach().float().flatten(0, -2).std(0).mean(), batch_size=bs)
         if targets.dim() >= 3 and targets.shape[1:-1].numel() > 1:  # token targets [B, ..., D]
-            position, sample = position_and_sample_shares(targets.flatten(1, -2))
+            position, sample = position_and_sample_shares(targets.detach().float().flatten(1, -2))
             self.log("train/target_sample_share", sample, batch_size=bs)
             self.log("train/target_position_share", position, batch_size=bs)
         if predictions is not None:
