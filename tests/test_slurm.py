@@ -110,7 +110,7 @@ def test_two_node_ddp_fit_survives_preemption_with_identical_weights(cluster, tm
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log  # both ranks ran
     stop = re.search(r"SIGUSR1: saved .*last.ckpt at global step (\d+)", log)
     assert stop and 1 <= int(stop.group(1)) < 20, log[-3000:]
-    assert f"requeued SLURM job {preempted}" in log and "Resuming from" in log
+    assert f"requeueing SLURM job {preempted}" in log and "Resuming from" in log
     a = torch.load(tmp_path / "ref" / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(last, weights_only=True)
     assert a["global_step"] == b["global_step"] == 20

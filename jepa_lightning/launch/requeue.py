@@ -65,10 +65,10 @@ class RequeueOnSignal(Callback):
         rank_zero_info(f"{self.signum.name}: saved {path} at global step {trainer.global_step}")
         job = slurm_job_id()
         if self.requeue and job is not None and trainer.is_global_zero:
+            # said before: SLURM may kill this job step as soon as the requeue is accepted, before a line after it
+            rank_zero_info(f"requeueing SLURM job {job}; it resumes from {path}")
             done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
-            if done.returncode == 0:
-                rank_zero_info(f"requeued SLURM job {job}; it resumes from {path}")
-            else:
+            if done.returncode:
                 rank_zero_warn(f"scontrol requeue {job} failed ({done.returncode}): {done.stderr.strip()}")
         trainer.strategy.barrier("requeue")
         raise SystemExit(EX_TEMPFAIL)
