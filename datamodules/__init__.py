@@ -1,5 +1,8 @@
-"""DataModules, one file per modality (video and ui: a package each). They yield dict batches and import nothing
-from jepa_lightning but its seeding helpers and the RL episode format / embedded generators of `jepa_lightning.rl` (never a method: a method reads batch keys, a DataModule knows no method)."""
+"""DataModules, one file per modality (video, ui, tabular and lidar: a package each). They yield dict batches and
+import nothing from jepa_lightning but its seeding helpers, the skipped-sample report (`jepa_lightning.skipped`), the
+generate-once cache of embedded sets (`jepa_lightning.generated`) and the RL episode format / embedded generators of
+`jepa_lightning.rl` (never a method: a method reads batch keys, a DataModule knows no method). jepa_lightning never
+imports datamodules."""
 
 from .common import (
     SKIPPED_KEY,

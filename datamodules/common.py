@@ -1,5 +1,9 @@
 """Shared DataModule machinery for every modality: skip-and-report of unreadable samples and a
-``LightningDataModule`` base that builds the DataLoaders.
+``LightningDataModule`` base that builds the DataLoaders. It also re-exports what is defined in
+``jepa_lightning`` (which must not import ``datamodules``) because the CLI and the RL sets need it too:
+:class:`SkippedSampleWarning` and the :class:`SkippedReport` callback (:mod:`jepa_lightning.skipped`), and the
+generate-once cache of embedded data sets, :func:`embedded_root`, :func:`generate_once` and
+:class:`GeneratedOnce` (:mod:`jepa_lightning.generated`).
 
 How an unreadable file travels (works the same with ``num_workers=0`` and with worker processes):
 
@@ -25,26 +29,40 @@ Code that iterates a DataLoader outside the Trainer (e.g. a frozen probe) calls
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
-import shutil
-import tempfile
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.data import default_collate as _default_collate
 
+from jepa_lightning.generated import GeneratedOnce, embedded_root, generate_once
 from jepa_lightning.seeding import mix_seed
+from jepa_lightning.skipped import SkippedReport, SkippedSampleWarning
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "SKIPPED_KEY",
+    "EpochSampler",
+    "GeneratedOnce",
+    "JEPADataModule",
+    "SeededSamples",
+    "SkipUnreadable",
+    "Skipped",
+    "SkippedReport",
+    "SkippedSampleWarning",
+    "collate_skipping",
+    "embedded_root",
+    "generate_once",
+    "list_class_folders",
+]
+
 
 def list_class_folders(folder: str, kind: str = "image", example: str = "image.jpg") -> list[str]:
     """Sorted class sub-folder names of ``folder`` (hidden entries ignored); a clear error naming ``folder``
@@ -138,10 +156,6 @@ class Skipped(NamedTuple):
 
     path: str
     reason: str
-
-
-class SkippedSampleWarning(UserWarning):
-    """Warned in the main process when unreadable samples were skipped."""
 
 
 class SkipUnreadable(Dataset):
@@ -336,106 +350,3 @@ class JEPADataModule(L.LightningDataModule):
     def teardown(self, stage: str) -> None:
         if self.skipped_files:
             rank_zero_warn(f"{type(self).__name__}: {self.skipped_summary()}", category=SkippedSampleWarning)
-
-
-class SkippedReport(L.Callback):
-    """Once per epoch, how many unreadable files the DataModule skipped so far.
-
-    At the end of every training epoch (which follows its validation) and of a ``validate``/``test`` run, if
-    ``trainer.datamodule`` has ``skipped_files``: logs ``data/skipped_files`` (their number) and, when the
-    number grew since the last report, warns one line (:class:`SkippedSampleWarning`, rank zero) with
-    :meth:`JEPADataModule.skipped_summary`. Every rank logs its own count with ``sync_dist=False``: no
-    collective call, so it cannot hang a distributed run; the logger writes rank zero's (the files of its
-    shard).
-    """
-
-    def __init__(self) -> None:
-        self._reported = 0
-
-    def _report(self, trainer: L.Trainer, pl_module: L.LightningModule, when: str) -> None:
-        datamodule = trainer.datamodule
-        files = getattr(datamodule, "skipped_files", None)
-        if files is None:
-            return
-        count = len(files)
-        pl_module.log("data/skipped_files", float(count), on_step=False, on_epoch=True, sync_dist=False)
-        if count > self._reported:
-            summary = datamodule.skipped_summary() if hasattr(datamodule, "skipped_summary") else list(files)
-            rank_zero_warn(f"{when}: {summary}", category=SkippedSampleWarning)
-        self._reported = count
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._report(trainer, pl_module, f"epoch {trainer.current_epoch}")
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.state.fn == "validate" and not trainer.sanity_checking:  # during fit: the train epoch reports
-            self._report(trainer, pl_module, "validate")
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._report(trainer, pl_module, "test")
-
-
-def embedded_root(cache_dir: str | None, kind: str, params: dict[str, Any]) -> tuple[str, str]:
-    """Where an embedded dataset generated from ``params`` lives: ``(cache folder, cache folder/<hash of params>)``.
-    ``cache_dir`` defaults to ``$JEPA_LIGHTNING_CACHE/<kind>``, else ``~/.cache/jepa_lightning/<kind>``."""
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    if cache_dir is None:
-        base = os.environ.get("JEPA_LIGHTNING_CACHE") or os.path.join("~", ".cache", "jepa_lightning")
-        cache_dir = os.path.join(base, kind)
-    cache_dir = os.path.abspath(os.path.expanduser(cache_dir))
-    return cache_dir, os.path.join(cache_dir, key)
-
-
-def generate_once(root: str, params: dict[str, Any], generate: Callable[[str], dict[str, Any]]
-                  ) -> tuple[dict[str, Any], float] | None:
-    """Runs ``generate(folder) -> counts`` into a temporary folder next to ``root``, writes ``params.json``
-    (``params`` + counts) and renames the folder to ``root`` atomically (safe with concurrent processes).
-    Returns ``(counts, seconds)``, or None when another process finished first."""
-    parent = os.path.dirname(root)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.", dir=parent)
-    try:
-        t0 = time.perf_counter()
-        counts = generate(tmp)
-        seconds = time.perf_counter() - t0
-        with open(os.path.join(tmp, "params.json"), "w") as f:
-            json.dump({**params, "counts": counts, "seconds": seconds}, f, indent=1, sort_keys=True)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private
-        try:
-            os.replace(tmp, root)
-        except OSError:
-            if not os.path.isfile(os.path.join(root, "params.json")):
-                raise
-            return None  # another process finished first
-        return counts, seconds
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-class GeneratedOnce:
-    """Mixin of a DataModule whose embedded data is generated once into ``self.data_dir`` (from
-    :func:`embedded_root`) from the parameters ``self.generation``: ``generated``, and a ``prepare_data`` that runs
-    ``self._generate(folder) -> counts`` through :func:`generate_once` (atomic; safe with concurrent processes) unless
-    the folder already holds the data, setting ``generation_seconds`` when this object generated it."""
-
-    data_dir: str
-    generation: dict[str, Any]
-    generation_seconds: float | None = None
-    generated_what = "samples"  # the noun of the log line
-
-    def _generate(self, folder: str) -> dict[str, int]:
-        raise NotImplementedError
-
-    @property
-    def generated(self) -> bool:
-        return os.path.isfile(os.path.join(self.data_dir, "params.json"))
-
-    def prepare_data(self) -> None:
-        if self.generated:
-            return
-        done = generate_once(self.data_dir, self.generation, self._generate)
-        if done is not None:  # None: another process finished first, use theirs
-            counts, self.generation_seconds = done
-            rank_zero_info(
-                f"{type(self).__name__}: generated {'+'.join(str(c) for c in counts.values())} {self.generated_what} "
-                f"in {self.data_dir} in {self.generation_seconds:.1f}s")

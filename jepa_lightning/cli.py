@@ -31,7 +31,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
-from datamodules.common import SkippedReport
 from jepa_lightning import runs
 from jepa_lightning.checkpointing import AtomicCheckpointIO, last_checkpoint_path
 from jepa_lightning.distributed import close_process_group
@@ -39,6 +38,7 @@ from jepa_lightning.errors import DEBUG_ENV, EXIT_USAGE, UserError, condense, co
 from jepa_lightning.eval.flops import ParameterSummary, TrainingFLOPs
 from jepa_lightning.launch.requeue import RequeueOnSignal
 from jepa_lightning.links import link_sizes
+from jepa_lightning.skipped import SkippedReport
 
 # Expected by design, not problems: the method draws masks in `on_after_batch_transfer` while DataModules use
 # `on_before_batch_transfer`; teachers are deliberately kept in eval mode; a run resumed mid-epoch continues

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from datamodules.common import generate_once
+from jepa_lightning.generated import cache_base, generate_once
 
 # name -> (generator "module:function", version; bump the version when the generator's output changes)
 EMBEDDED: dict[str, tuple[str, int]] = {
@@ -20,16 +20,12 @@ EMBEDDED: dict[str, tuple[str, int]] = {
 }
 
 
-def cache_root() -> str:
-    return os.environ.get("JEPA_LIGHTNING_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "jepa_lightning"))
-
-
 def embedded_dataset(name: str) -> str:
     """Folder of the embedded dataset ``name``, generated the first time it is asked for."""
     if name not in EMBEDDED:
         raise ValueError(f"unknown embedded offline RL dataset {name!r}; available: {sorted(EMBEDDED)}")
     target, version = EMBEDDED[name]
-    folder = os.path.join(cache_root(), "offline_rl", f"{name}-v{version}")
+    folder = os.path.join(cache_base(), "offline_rl", f"{name}-v{version}")
     if os.path.isdir(folder):
         return folder
     module, function = target.split(":")

@@ -20,10 +20,10 @@ maps each to a uniform [0, 1] through the training split's empirical quantiles i
 How a table becomes tensors, in order (each step's failure is a clear error naming the file, column, row
 and value where there is one):
 
-1. read: ``.csv`` / ``.csv.gz`` (pyarrow.csv; every cell read as text, trimmed, then each column typed as
-   int, float, bool or string; empty and ``NA``-like cells are missing) or ``.parquet`` / ``.pq``
-   (pyarrow.parquet; the file's types), or scikit-learn's bundled ``breast_cancer``, ``wine``,
-   ``digits``, ``diabetes`` (nothing is downloaded);
+1. read (:mod:`~datamodules.tabular.reader`, :mod:`~datamodules.tabular.embedded`): ``.csv`` / ``.csv.gz``
+   (pyarrow.csv; every cell read as text, trimmed, then each column typed as int, float, bool or string; empty
+   and ``NA``-like cells are missing) or ``.parquet`` / ``.pq`` (pyarrow.parquet; the file's types), or
+   scikit-learn's bundled ``breast_cancer``, ``wine``, ``digits``, ``diabetes`` (nothing is downloaded);
 2. columns: the ``target``, minus ``drop``; ``numeric``/``categorical`` declare types; when both are given
    they are the features, otherwise every other column is inferred (numbers -> numeric, even an integer
    column with few values; text and bools -> categorical). A CSV text column whose values are mostly
@@ -34,10 +34,12 @@ and value where there is one):
 4. labels: classification classes are the sorted distinct target values; ``task=None`` infers it
    (text/bool target, or an integer target with at most :data:`MAX_INFERRED_CLASSES` distinct values ->
    classification, otherwise regression) and logs what it inferred;
-5. split: ``split`` fractions of the rows (sizes rounded, train takes the rest), random from ``split_seed``
-   and stratified by class for classification (every class is dealt to the splits in proportion);
+5. split (:mod:`~datamodules.tabular.split`): ``split`` fractions of the rows (sizes rounded, train takes
+   the rest), random from ``split_seed`` and stratified by class for classification (every class is dealt to
+   the splits in proportion);
 6. fit on the training rows only: imputation statistics (``missing="mean"|"median"``), scaling
-   (``minmax``, ``quantile``, ``standard``, ``none``) and the category codes.
+   (``minmax``, ``quantile``, ``standard``, ``none``; :mod:`~datamodules.tabular.scaling`) and the category
+   codes.
 
 Everything happens at construction (tables are small), so the properties a recipe needs are there before
 ``setup``; ``setup`` only wraps the tensors in datasets and logs :meth:`~TabularDataModule.describe`.
@@ -47,8 +49,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -56,262 +56,15 @@ import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch.utils.data import Dataset
 
-from .common import JEPADataModule
+from ..common import JEPADataModule
+from .embedded import EMBEDDED_TASKS, load_embedded
+from .reader import Column, Table, read_table
+from .scaling import SCALINGS, apply_scaling, fit_scaling
+from .split import SPLITS, split_rows
 
-EMBEDDED_TASKS = {"breast_cancer": "classification", "wine": "classification", "digits": "classification",
-                  "diabetes": "regression"}
-CSV_EXTENSIONS = (".csv", ".csv.gz")
-PARQUET_EXTENSIONS = (".parquet", ".pq")
-FILE_EXTENSIONS = CSV_EXTENSIONS + PARQUET_EXTENSIONS
 MAX_INFERRED_CLASSES = 20  # an integer target with at most this many distinct values is inferred as classes
-SPLITS = ("train", "val", "test")
-SCALINGS = ("minmax", "quantile", "standard", "none")
 MISSING = ("error", "mean", "median", "drop")
 TASKS = ("classification", "regression")
-
-
-# ------------------------------------------------------------------------------------------- reading
-@dataclass
-class Column:
-    """One column: ``kind`` is ``"int"``, ``"float"``, ``"bool"`` (values 0/1), ``"string"`` (object array
-    of str) or ``"null"`` (no value at all); ``missing`` marks null/NaN/empty cells (their ``values`` entry
-    is a placeholder)."""
-
-    kind: str
-    values: np.ndarray
-    missing: np.ndarray
-
-
-@dataclass
-class Table:
-    """Columns in file order plus how to name a row in messages."""
-
-    source: str  # "'data.csv'" or "scikit-learn's wine"
-    columns: dict[str, Column]
-    rows: int
-    csv: bool = False  # rows also get the line number of the file (header = line 1)
-    target_names: dict[str, list[str]] = field(default_factory=dict)  # known class names per target column
-
-    def where(self, row: int) -> str:
-        return f"row {row + 1} (line {row + 2})" if self.csv else f"row {row + 1}"
-
-
-def _pyarrow(path: str) -> Any:
-    try:
-        import pyarrow
-        import pyarrow.compute
-        import pyarrow.csv
-        import pyarrow.parquet
-    except ImportError as err:
-        raise ImportError(
-            f"reading the tabular file '{path}' needs pyarrow, which is not installed:"
-            f" pip install jepa-lightning[tabular]"
-        ) from err
-    return pyarrow
-
-
-def _column_from_arrow(col: Any, pa: Any) -> Column:
-    """A typed Arrow column as a :class:`Column` (integers stay integers, decimals become floats)."""
-    pc = pa.compute
-    n = len(col)
-    missing = col.is_null().to_numpy(zero_copy_only=False).astype(bool)
-    t = col.type
-    if col.null_count == n:
-        return Column("null", np.zeros(n), np.ones(n, bool))
-    if pa.types.is_integer(t):
-        try:
-            return Column("int", pc.fill_null(col.cast(pa.int64()), 0).to_numpy(), missing)
-        except pa.ArrowInvalid:  # uint64 beyond int64: as floats
-            t = pa.float64()
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-        values = pc.fill_null(col.cast(pa.float64()), math.nan).to_numpy()
-        return Column("float", values, missing | np.isnan(values))
-    if pa.types.is_boolean(t):
-        values = pc.fill_null(col, False).to_numpy(zero_copy_only=False).astype(np.int64)
-        return Column("bool", values, missing)
-    try:
-        text = col.cast(pa.string())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        as_str = [None if v is None else str(v) for v in col.to_pylist()]
-        text = pa.chunked_array([pa.array(as_str, pa.string())])
-    values = pc.fill_null(text, "").to_numpy(zero_copy_only=False).astype(object)
-    return Column("string", values, missing | (values == ""))
-
-
-def _column_from_text(col: Any, pa: Any) -> Column:
-    """A CSV column read as text: trimmed; typed int, else float, else bool (true/false), else string."""
-    pc = pa.compute
-    col = pc.utf8_trim_whitespace(col)
-    col = pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
-    if col.null_count == len(col):
-        return _column_from_arrow(col, pa)
-    for typ in (pa.int64(), pa.float64()):
-        try:
-            return _column_from_arrow(pc.cast(col, typ), pa)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-    lower = pc.utf8_lower(col)
-    if pc.all(pc.is_in(pc.drop_null(lower), value_set=pa.array(["true", "false"]))).as_py():
-        return _column_from_arrow(pc.equal(lower, "true"), pa)
-    return _column_from_arrow(col, pa)
-
-
-def read_table(path: str) -> Table:
-    """Read a ``.csv``/``.csv.gz`` or ``.parquet``/``.pq`` file into a :class:`Table`; clear errors for a
-    missing, empty, header-only, unreadable or unsupported file and for duplicate column names."""
-    path = os.fspath(path)
-    lower = path.lower()
-    if not lower.endswith(FILE_EXTENSIONS):
-        raise ValueError(f"unsupported tabular file '{path}': expected a file ending in"
-                         f" {', '.join(FILE_EXTENSIONS)}")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"tabular file '{path}' does not exist (or is not a file)")
-    if os.path.getsize(path) == 0:
-        raise ValueError(f"tabular file '{path}' is empty (0 bytes); expected a header row of column names"
-                         f" followed by data rows")
-    pa = _pyarrow(path)
-    is_csv = lower.endswith(CSV_EXTENSIONS)
-    try:
-        if is_csv:
-            reader = pa.csv.open_csv(path)  # the header (and type inference on the first block only)
-            names = reader.schema.names
-            reader.close()
-            _check_duplicates(names, path)
-            as_text = pa.csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
-                                            strings_can_be_null=True)
-            arrow = pa.csv.read_csv(path, convert_options=as_text)
-        else:
-            arrow = pa.parquet.read_table(path)
-            names = arrow.column_names
-            _check_duplicates(names, path)
-    except (pa.ArrowInvalid, OSError) as err:
-        kind = "CSV" if is_csv else "Parquet"
-        raise ValueError(f"could not read tabular file '{path}' as {kind}: {err}") from err
-    if arrow.num_rows == 0:
-        raise ValueError(f"tabular file '{path}' has a header (columns: {', '.join(names)}) but no data rows")
-    convert = _column_from_text if is_csv else _column_from_arrow
-    columns = {name: convert(arrow.column(i), pa) for i, name in enumerate(names)}
-    return Table(f"'{path}'", columns, arrow.num_rows, csv=is_csv)
-
-
-def _check_duplicates(names: list[str], path: str) -> None:
-    dupes = sorted(n for n, k in Counter(names).items() if k > 1)
-    if dupes:
-        raise ValueError(f"tabular file '{path}' has duplicate column name(s) {dupes}; column names must be"
-                         f" unique")
-
-
-def load_embedded(name: str) -> Table:
-    """scikit-learn's bundled table ``name`` (features + a ``"target"`` column); no download. Diabetes comes
-    unscaled (``scaled=False``): the DataModule scales."""
-    from sklearn import datasets
-
-    loaders = {"breast_cancer": datasets.load_breast_cancer, "wine": datasets.load_wine,
-               "digits": datasets.load_digits, "diabetes": datasets.load_diabetes}
-    if name not in loaders:
-        raise ValueError(f"unknown embedded dataset '{name}'; expected one of {', '.join(loaders)}")
-    bunch = loaders[name](scaled=False) if name == "diabetes" else loaders[name]()
-    data = np.asarray(bunch.data, dtype=np.float64)
-    columns = {str(c): Column("float", data[:, j].copy(), np.isnan(data[:, j])) for j, c in
-               enumerate(bunch.feature_names)}
-    y = np.asarray(bunch.target)
-    n = len(y)
-    if EMBEDDED_TASKS[name] == "classification":
-        columns["target"] = Column("int", y.astype(np.int64), np.zeros(n, bool))
-        names = {"target": [str(c) for c in bunch.target_names]}
-    else:
-        columns["target"] = Column("float", y.astype(np.float64), np.zeros(n, bool))
-        names = {}
-    return Table(f"scikit-learn's {name}", columns, n, target_names=names)
-
-
-def _parse_floats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """float64 values of an object array of strings and a mask of those that parsed."""
-    try:
-        return values.astype(np.float64), np.ones(len(values), bool)
-    except (ValueError, TypeError):  # find which ones fail (error path only)
-        out, ok = np.full(len(values), math.nan), np.zeros(len(values), bool)
-        for i, v in enumerate(values):
-            try:
-                out[i], ok[i] = float(v), True
-            except (ValueError, TypeError):
-                pass
-        return out, ok
-
-
-# ------------------------------------------------------------------------------------------ splitting
-def split_rows(n: int, fractions: tuple[float, float, float], seed: int,
-               labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row indices (sorted) of the train/val/test splits of ``n`` rows.
-
-    Sizes: ``round(f * n)`` for val and test, the rest for train. The rows are shuffled with
-    ``numpy.random.default_rng(seed)``; with ``labels`` each class is dealt to the splits in proportion:
-    class ``c`` gets ``floor(n_c * size_s / n)`` rows of split ``s`` and the leftover rows (fewer than three
-    per class) go to the (class, split) pairs with the largest fractional remainders, so the split sizes
-    stay exact and every class is within two rows of its proportional share in every split.
-    """
-    sizes = np.array([0, round(fractions[1] * n), round(fractions[2] * n)])
-    sizes[0] = n - sizes[1:].sum()
-    if sizes[0] < 1:
-        raise ValueError(f"{n} row(s) are too few for split={tuple(fractions)}: the training split would be"
-                         f" empty")
-    order = np.random.default_rng(seed).permutation(n)
-    if labels is None:
-        parts = np.split(order, np.cumsum(sizes)[:2])
-        return tuple(np.sort(p) for p in parts)  # type: ignore[return-value]
-    labels = labels[order]
-    classes, counts = np.unique(labels, return_counts=True)
-    quota = counts[:, None] * sizes[None, :] / n
-    alloc = np.floor(quota).astype(np.int64)
-    left_class, left_split = counts - alloc.sum(1), sizes - alloc.sum(0)
-    ranked = np.argsort(-(quota - alloc), axis=None, kind="stable")
-    while left_class.sum() > 0:  # at most a few passes over (class, split) pairs, never over rows
-        for c, s in zip(*np.unravel_index(ranked, alloc.shape)):
-            if left_class[c] > 0 and left_split[s] > 0:
-                alloc[c, s] += 1
-                left_class[c] -= 1
-                left_split[s] -= 1
-    parts: list[list[np.ndarray]] = [[], [], []]
-    for c, cls in enumerate(classes):
-        rows = order[labels == cls]
-        for s, chunk in enumerate(np.split(rows, np.cumsum(alloc[c])[:2])):
-            parts[s].append(chunk)
-    return tuple(np.sort(np.concatenate(p)) for p in parts)  # type: ignore[return-value]
-
-
-# -------------------------------------------------------------------------------------------- scaling
-def fit_scaling(train: np.ndarray, scaling: str) -> dict[str, Any]:
-    """Per-column statistics of the training values ``[n, p]`` (no NaN) for :func:`apply_scaling`.
-
-    minmax: ``(x - min) / (max - min)``; standard: ``(x - mean) / std``; a constant column keeps scale 1.
-    quantile: each column's sorted distinct training values with their mid-rank quantile levels
-    (``mean position / (n - 1)``; ties share a level), so training values map to their empirical CDF in
-    [0, 1] (uniform up to ties) and any value is interpolated, clipped to the ends."""
-    if scaling == "minmax":
-        lo, hi = train.min(0), train.max(0)
-        return {"shift": lo, "scale": np.where(hi > lo, hi - lo, 1.0)}
-    if scaling == "standard":
-        sd = train.std(0)
-        return {"shift": train.mean(0), "scale": np.where(sd > 0, sd, 1.0)}
-    if scaling == "quantile":
-        knots = []
-        for j in range(train.shape[1]):  # per column, vectorized over rows
-            values, first, counts = np.unique(np.sort(train[:, j]), return_index=True, return_counts=True)
-            level = (first + (counts - 1) / 2) / max(len(train) - 1, 1)
-            knots.append((values, level if len(values) > 1 else np.full(1, 0.5)))
-        return {"knots": knots}
-    return {}
-
-
-def apply_scaling(x: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
-    if "knots" in stats:
-        out = np.empty_like(x)
-        for j, (values, level) in enumerate(stats["knots"]):
-            out[:, j] = np.interp(x[:, j], values, level)
-        return out
-    if "shift" in stats:
-        return (x - stats["shift"]) / stats["scale"]
-    return x
 
 
 # -------------------------------------------------------------------------------------------- dataset
@@ -695,3 +448,17 @@ def _refuse_mostly_numeric(table: Table, name: str) -> None:
             f" {table.where(first)} holds the non-numeric value {col.values[first]!r}; fix the value (leave"
             f" it empty if missing), or list the column in categorical= to use its values as categories"
         )
+
+
+def _parse_floats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float64 values of an object array of strings and a mask of those that parsed."""
+    try:
+        return values.astype(np.float64), np.ones(len(values), bool)
+    except (ValueError, TypeError):  # find which ones fail (error path only)
+        out, ok = np.full(len(values), math.nan), np.zeros(len(values), bool)
+        for i, v in enumerate(values):
+            try:
+                out[i], ok[i] = float(v), True
+            except (ValueError, TypeError):
+                pass
+        return out, ok
