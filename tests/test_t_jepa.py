@@ -1,9 +1,10 @@
-"""T-JEPA: feature tokenizer and encoder, feature masks, the objective, frozen heads, the CLI and the benchmark."""
+"""T-JEPA: feature tokenizer and encoder, feature masks, the objective, frozen heads and the CLI (the benchmark's
+smoke test: tests/test_fidelity_smoke.py)."""
 
 
 import pytest
 import torch
-from conftest import ROOT, run_script
+from conftest import ROOT
 
 from datamodules.tabular import TabularDataModule
 from jepa_lightning.cli import JEPACLI, main
@@ -262,12 +263,3 @@ def test_jannis_recipe_builds_for_a_user_csv(tmp_path):
     assert (enc.num_numeric, list(enc.cardinalities), cli.model.predictor.num_features) == (2, [3], 3)
     assert cli.model.lr == pytest.approx(3.66e-4) and cli.trainer.max_epochs == 300
 
-
-def test_benchmark_quick_smoke():
-    res = run_script("benchmarks/fidelity/t_jepa.py", "--quick")
-    claims = res["claims"]["wine"]
-    assert isinstance(claims["1_mlp_on_tjepa_beats_mlp_on_raw"]["holds"], bool)
-    assert isinstance(claims["2_reg_tokens_prevent_collapse"]["holds"], bool)
-    row = res["results"]["wine"]
-    assert row["final_rankme_reg"]["mean"] > 1.0 and 0.0 < row["final_spread_noreg"]["mean"] <= 1.0
-    assert [h["step"] for h in row["trajectory_reg"]][0] == 0 and len(row["trajectory_reg"]) >= 3

