@@ -18,6 +18,10 @@ downstream heads flatten them to [B, (R + F) D] (the reference's `linear_flatten
 each token to a scalar, `linear_per_feature`, which a first linear layer on the flattened tokens contains).
 The [REG] tokens are the paper's regularization tokens: extra learned tokens both encoders always see, which
 the paper reports to prevent the collapse of the representation (compare `num_reg_tokens=0`).
+Here they are never masked, as the paper describes. The reference code differs (jose-melo/t-jepa: `src/mask.py`
+draws the mask indices over the F features, `src/encoder.py` `in_embbed_sample` and `src/train.py` gather them
+from the R + F tokens with the [REG]/[CLS] tokens in front), so there token 0, a [REG] token, can be a context or
+target token, and the last R features are never masked. We follow the paper, not that offset.
 """
 
 from __future__ import annotations
