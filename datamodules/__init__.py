@@ -1,8 +1,8 @@
-"""DataModules, one file per modality (video, ui, tabular and lidar: a package each). They yield dict batches and
-import nothing from jepa_lightning but its seeding helpers, the skipped-sample report (`jepa_lightning.skipped`), the
-generate-once cache of embedded sets (`jepa_lightning.generated`) and the RL episode format / embedded generators of
-`jepa_lightning.rl` (never a method: a method reads batch keys, a DataModule knows no method). jepa_lightning never
-imports datamodules."""
+"""DataModules, one file per modality (video, ui, tabular, lidar and rotations: a package each). They yield dict
+batches and import nothing from jepa_lightning but its seeding helpers, the skipped-sample report
+(`jepa_lightning.skipped`), the generate-once cache of embedded sets (`jepa_lightning.generated`) and the RL episode
+format / embedded generators of `jepa_lightning.rl` (never a method: a method reads batch keys, a DataModule knows no
+method). jepa_lightning never imports datamodules."""
 
 from .common import (
     SKIPPED_KEY,
@@ -25,6 +25,7 @@ from .lidar import LidarDataModule, generate_lidar_dataset
 from .linear import LinearPairsDataModule
 from .object_scenes import ObjectScenesDataModule
 from .offline_rl import OfflineRLDataModule
+from .rotations import RotationSequenceDataModule
 from .scenes import DigitScenesDataModule
 from .tabular import TabularDataModule, TabularDataset
 from .ui import UIRecordingsDataModule, generate_ui_recordings
@@ -58,6 +59,7 @@ __all__ = [
     "JEPADataModule",
     "ObjectScenesDataModule",
     "OfflineRLDataModule",
+    "RotationSequenceDataModule",
     "LidarDataModule",
     "generate_lidar_dataset",
     "UIRecordingsDataModule",
