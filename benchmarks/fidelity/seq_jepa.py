@@ -8,7 +8,8 @@ For each seed, `recipes/seq_jepa/tiny.yaml` is trained twice, with and without a
 - invariance: linear classifier on the aggregate of the first L views (L in --eval-lens) of fixed training
   sequences -> accuracy on validation sequences;
 - equivariance: MLP regressing the relative action between views 1 and 2 (the eye movement between two
-  glimpses; with --setting transforms: rotation, log-scale, translation, brightness, contrast) from their pair
+  glimpses; with --setting transforms: rotation, log-scale, translation, brightness, contrast; with --setting
+  rotations: the relative 3-D rotation of two rendered views, datamodules.RotationSequenceDataModule) from their pair
   of encoder outputs -> R^2 on validation sequences;
 - per-view encoder outputs: linear classifier on the mean of the encoder outputs of the first L views
   (`encoder_linear_acc_<L>`; L = 1 is a single view), to tell what the encoder learns from what the
@@ -45,6 +46,10 @@ RECIPE = ROOT / "recipes" / "seq_jepa" / "tiny.yaml"
 SETTINGS: dict[str, list[str]] = {
     "saccades": [],
     "transforms": ["--data.init_args.mode=transforms", "--model.init_args.action_dim=6"],
+    # the 3DIEBench stand-in: rendered 3-D objects, the action the relative rotation as a quaternion (paper's
+    # headline: R^2 of the relative rotation 0.71 with actions vs 0.29 without); not yet run at full size
+    "rotations": ["--data=datamodules.RotationSequenceDataModule", "--data.init_args.image_size=32",
+                  "--model.init_args.action_dim=4"],
 }
 
 
