@@ -118,6 +118,28 @@ def test_target_reads_its_patch_only_through_the_mean_and_the_selection():
     assert not torch.allclose(head(near, (4, 4), q), s, atol=1e-3)
 
 
+def test_neighbours_query_makes_the_target_local():
+    """The ablation `query="neighbours"`: the target starts from the mean of the patch's own neighbours, so a patch
+    outside the window no longer reaches it (with the image-mean query it does, above); its neighbours still do."""
+    torch.manual_seed(0)
+    head = LocalAggregationHead(16, num_heads=2, k=8, init_std=0.2, query="neighbours").eval()
+    h = torch.randn(1, 16, 16)
+    q = torch.tensor([[5]])
+    s = head(h, (4, 4), q)
+    far = h.clone()
+    far[0, 15] += 3.0 * torch.randn(16)                    # outside patch 5's 3x3 window
+    assert torch.allclose(head(far, (4, 4), q), s, atol=1e-5)
+    near = h.clone()
+    near[0, 0] += 3.0 * torch.randn(16)                    # a neighbour
+    assert not torch.allclose(head(near, (4, 4), q), s, atol=1e-3)
+    corner = head(h, (4, 4), torch.tensor([[0]]))          # 3 valid neighbours of 8: masked ones do not count
+    moved = h.clone()
+    moved[0, 10] += 3.0                                    # patch 10 is not a neighbour of patch 0
+    assert torch.allclose(head(moved, (4, 4), torch.tensor([[0]])), corner, atol=1e-5)
+    with pytest.raises(ValueError, match="query must be 'image_mean' or 'neighbours', got 'patch'"):
+        LocalAggregationHead(16, query="patch")
+
+
 def test_target_depends_on_the_selected_neighbours_not_on_the_others():
     torch.manual_seed(1)
     head = LocalAggregationHead(16, num_heads=2, k=2, init_std=0.2).eval()
