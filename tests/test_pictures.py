@@ -6,12 +6,12 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from test_ijepa import tiny_ijepa
 
 from datamodules import DigitsDataModule
 from jepa_lightning.eval import MaskPictures
 from jepa_lightning.eval.pictures import PALETTE, frame_strip, mask_overlay, pca_rgb, to_unit
 from jepa_lightning.masks import Masks
-from tests.test_ijepa import tiny_ijepa
 
 
 def test_mask_overlay_marks_target_patches_in_their_colours_and_keeps_context():
@@ -145,9 +145,9 @@ def test_video_pictures_are_frame_strips_one_clip_per_row():
 
 def test_video_fit_writes_frame_strips(tmp_path, one_thread):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from test_video_methods import clips, encoder, predictor
 
     from jepa_lightning.methods import VJEPA
-    from tests.test_video_methods import clips, encoder, predictor
 
     data = torch.utils.data.DataLoader([{"video": v} for v in clips(8)], batch_size=4)
     logger = TensorBoardLogger(tmp_path, name="tb")
