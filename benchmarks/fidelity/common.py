@@ -121,6 +121,18 @@ def record_callback(every: int, keys: tuple[str, ...] = MONITORS):
     return Record()
 
 
+def build_recipe(recipe: Path, seed: int, overrides: list[str], workdir: str):
+    """The CLI of ``recipe`` with ``overrides``, not run: seed, mask seed and loader seed = ``seed``; run folder and
+    checkpoints in ``workdir``; no validation, progress bar or model summary; a fresh run (no resume)."""
+    from jepa_lightning.cli import JEPACLI
+
+    return JEPACLI(run=False, args=[
+        "--config", str(recipe), f"--seed_everything={seed}", f"--model.init_args.mask_seed={seed}",
+        f"--data.init_args.seed={seed}", f"--run_dir={workdir}", f"--checkpoint.dirpath={workdir}/ckpt",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0", "--resume=false", *overrides])
+
+
 def train_recipe(recipe: Path, seed: int, steps: int, overrides: list[str], workdir: str, record_every: int,
                  callbacks: list | None = None):
     """Build ``recipe`` with ``overrides`` (seed, mask seed and loader seed = ``seed``; run folder and checkpoints
@@ -132,15 +144,8 @@ def train_recipe(recipe: Path, seed: int, steps: int, overrides: list[str], work
 
     import torch
 
-    from jepa_lightning.cli import JEPACLI
-
     torch.set_num_threads(1)
-    cli = JEPACLI(run=False, args=[
-        "--config", str(recipe), f"--seed_everything={seed}", f"--trainer.max_steps={steps}",
-        "--trainer.max_epochs=-1", f"--model.init_args.mask_seed={seed}", f"--data.init_args.seed={seed}",
-        f"--run_dir={workdir}", f"--checkpoint.dirpath={workdir}/ckpt",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-        "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0", "--resume=false", *overrides])
+    cli = build_recipe(recipe, seed, [f"--trainer.max_steps={steps}", "--trainer.max_epochs=-1", *overrides], workdir)
     initial = copy.deepcopy(cli.model.network("teacher"))
     record = record_callback(record_every)
     cli.trainer.callbacks.extend([record, *(callbacks or [])])

@@ -51,7 +51,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from common import cached, claim_entry, gain_claim, override_tag, probe_entry, save_result, summary
+from common import (
+    build_recipe,
+    cached,
+    claim_entry,
+    gain_claim,
+    override_tag,
+    probe_entry,
+    save_result,
+    summary,
+)
 from t_jepa_heads import (
     COLLAPSE_RATIO,
     GBDT,
@@ -64,7 +73,6 @@ from t_jepa_heads import (
     heads,
 )
 
-from jepa_lightning.cli import JEPACLI
 from jepa_lightning.eval.frozen_heads import raw_features
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,14 +94,6 @@ fell below half of its peak. RMSE is in the target's units (diamonds_price: US $
 score); RMSE claims are judged on the RMSE reduction."""
 
 
-def cli(recipe: Path, workdir: Path, seed: int, *overrides: str) -> JEPACLI:
-    return JEPACLI(run=False, args=[
-        "--config", str(recipe), f"--seed_everything={seed}", f"--model.init_args.mask_seed={seed}",
-        f"--data.init_args.seed={seed}", "--trainer.limit_val_batches=0", "--trainer.callbacks=[]",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--resume=false",
-        f"--run_dir={workdir / 'runs'}", f"--checkpoint.dirpath={workdir / 'ckpt'}", *overrides])
-
-
 def run(dataset: str, seed: int, args: argparse.Namespace, overrides: list[str]) -> dict:
     """Pretrain T-JEPA with and without [REG] tokens on one table and seed; probe every arm."""
     start = time.perf_counter()
@@ -105,7 +105,7 @@ def run(dataset: str, seed: int, args: argparse.Namespace, overrides: list[str])
             over = list(overrides)
             if reg is not None:
                 over += [f"--model.init_args.{m}.init_args.num_reg_tokens={reg}" for m in ("encoder", "predictor")]
-            c = cli(RECIPES / f"{dataset}_tiny.yaml", Path(tmp) / arm, seed, *over)
+            c = build_recipe(RECIPES / f"{dataset}_tiny.yaml", seed, ["--trainer.callbacks=[]", *over], f"{tmp}/{arm}")
             epochs = args.epochs or max(1, round(c.trainer.max_epochs * args.epoch_factor))
             c.trainer.fit_loop.max_epochs = epochs
             dm = c.datamodule
