@@ -45,7 +45,8 @@ reproduce: install  ## paper-claim experiments at small scale (slow); results ->
 	$(PY) benchmarks/fidelity/salt.py
 	$(PY) benchmarks/fidelity/t_jepa.py
 	$(PY) benchmarks/fidelity/linear_theory.py
-	$(PY) benchmarks/fidelity/seq_jepa.py
+	$(PY) benchmarks/fidelity/seq_jepa.py --setting rotations
+	$(PY) benchmarks/fidelity/seq_jepa.py --setting saccades
 	$(PY) benchmarks/fidelity/act_jepa.py
 	$(PY) benchmarks/fidelity/td_jepa.py
 	$(PY) benchmarks/fidelity/ui_jepa.py

@@ -1,7 +1,10 @@
 """Fast smoke versions of the paper-claim benchmarks (`make reproduce`, benchmarks/fidelity/): they run, and print
 the JSON the README reports. (A file of its own so that `make test`'s two workers share the benchmark smokes.)"""
 
-from conftest import run_script
+import argparse
+import json
+
+from conftest import load_benchmark, run_script
 
 
 def test_image_jepa_fidelity_smoke():
@@ -143,3 +146,35 @@ def test_t_jepa_fidelity_smoke():
         assert curves["spread"][0][0] == 0 and len(curves["spread"]) >= 3
         # the random-init arm is the recipe's model before fit: the pretraining's first probe
         assert curves["spread"][0][1] == probes[f"{d}_spread"]["scores"]["random_init"][0]
+
+
+def test_image_jepa_reports_the_dmt_ablation_beside_the_paper_head(tmp_path, monkeypatch):
+    """When every seed's neighbour-query run is cached, the DMT-JEPA result gains the arm `neighbour_query`, two
+    claims marked "ablation" (the paper-head verdicts unchanged) and the monitors' ranges in its notes; with one
+    seed missing it gains nothing."""
+    bench = load_benchmark("benchmarks/fidelity/image_jepa.py", "image_jepa")
+    monkeypatch.setattr(bench, "CACHE", tmp_path)
+    args = argparse.Namespace(steps=100, max_patches=10, quick=True, overrides=[], seeds=[0, 1])
+
+    def fake(method: str, seed: int, offset: float, share: float) -> dict:
+        scores = {p: offset + seed + (0.1 if p.startswith("patch") else 10.0) for p in bench.PROBES}
+        return {"method": method, "seed": seed, "steps": 100, "ema_init_share": 0.0,
+                "curves": {"train/target_sample_share": [[5, 0.0], [50, share], [100, share + 0.01]]},
+                "pretrained": scores, "context_encoder": scores, "random_init": {p: 0.0 for p in bench.PROBES}}
+
+    runs = [fake(m, s, o, sh) for m, o, sh in (("ijepa", 1.0, 0.5), ("dmt_jepa", 0.0, 0.95)) for s in (0, 1)]
+    ablation_args = argparse.Namespace(**{**vars(args), "overrides": bench.ABLATION})
+    bench.cache_path("dmt_jepa", 0, ablation_args).write_text(json.dumps(fake("dmt_jepa", 0, 5.0, 0.6)))
+    _, dmt = bench.write_results(runs, args, [], 1.0)
+    assert "neighbour_query" not in json.loads(dmt.read_text())["probes"][0]["scores"]  # seed 1 missing
+    bench.cache_path("dmt_jepa", 1, ablation_args).write_text(json.dumps(fake("dmt_jepa", 1, 5.0, 0.6)))
+    _, dmt = bench.write_results(runs, args, [], 1.0)
+    result = json.loads(dmt.read_text())
+    probes = {p["name"]: p["scores"] for p in result["probes"]}
+    assert probes["patch_knn"]["neighbour_query"] == [5.1, 6.1] and probes["patch_knn"]["pretrained"] == [0.1, 1.1]
+    ablations = [c for c in result["claims"] if c["statement"].startswith("ablation")]
+    assert len(result["claims"]) == 8 and len(ablations) == 2 and all(c["holds"] for c in ablations)
+    assert not any(c["holds"] for c in result["claims"] if "beats I-JEPA" in c["statement"]
+                   and not c["statement"].startswith("ablation"))
+    assert "official query 0.95-0.96, neighbour query 0.60-0.61, I-JEPA 0.50-0.51" in " ".join(result["notes"].split())
+    assert {"neighbour_query_s0", "neighbour_query_s1"} <= set(result["monitors"])

@@ -1,26 +1,35 @@
-"""seq-JEPA's claims on scikit-learn's bundled digits: action conditioning buys equivariance without costing
-invariance, and longer evaluation sequences help classification.
+"""seq-JEPA's claims: action conditioning buys equivariance without costing invariance, and longer evaluation
+sequences help classification.
 
-    python benchmarks/fidelity/seq_jepa.py [--epochs 120 --seeds 0 1 2] [--setting saccades] [--quick]
+    python benchmarks/fidelity/seq_jepa.py [--setting rotations|saccades|transforms] [--seeds 0 1 2] [--jobs 2]
+    python benchmarks/fidelity/seq_jepa.py --quick                                  # smoke test (~1 min)
 
-For each seed, `recipes/seq_jepa/tiny.yaml` is trained twice, with and without action conditioning
-(`use_actions`), then frozen and evaluated as in the paper (jepa_lightning/eval/equivariance.py):
+Settings (each a recipe; `--epochs` defaults to the recipe's):
+- rotations: the paper's 3DIEBench protocol on its embedded stand-in (`recipes/seq_jepa/rotations_tiny.yaml`,
+  datamodules.RotationSequenceDataModule: procedural 3-D objects rendered under known rotations, the action the
+  relative rotation as a quaternion);
+- saccades: the paper's predictive learning across saccades (`recipes/seq_jepa/tiny.yaml`: glimpses of
+  scikit-learn's digits, the action the eye movement);
+- transforms: views of the whole digit under rotation / scale / translation / brightness / contrast (the earlier
+  recipe, kept for comparison).
+
+For each seed the recipe is trained twice, with and without action conditioning (`use_actions`), then frozen and evaluated as in the paper (jepa_lightning/eval/equivariance.py) with the
+network the paper evaluates (the online encoder and its aggregator):
 - invariance: linear classifier on the aggregate of the first L views (L in --eval-lens) of fixed training
   sequences -> accuracy on validation sequences;
-- equivariance: MLP regressing the relative action between views 1 and 2 (the eye movement between two
-  glimpses; with --setting transforms: rotation, log-scale, translation, brightness, contrast; with --setting
-  rotations: the relative 3-D rotation of two rendered views, datamodules.RotationSequenceDataModule) from their pair
-  of encoder outputs -> R^2 on validation sequences;
-- per-view encoder outputs: linear classifier on the mean of the encoder outputs of the first L views
-  (`encoder_linear_acc_<L>`; L = 1 is a single view), to tell what the encoder learns from what the
-  aggregator keeps.
-The randomly initialised network (same architecture) is evaluated too, as the floor: `learned_vs_random`
-reports the gains of the trained aggregate and encoder over it.
+- equivariance: MLP regressing the relative action between views 1 and 2 from their pair of encoder outputs
+  -> R^2 on validation sequences;
+- per-view encoder outputs: linear classifier on one view's encoder output, to tell what the encoder learns from
+  what the aggregator keeps.
+The randomly initialised network (same architecture, same seed) is the floor.
 Claims (paper, 3DIEBench: R^2 0.71 with vs 0.29 without action conditioning, similar top-1):
-1. R^2 with actions exceeds R^2 without by >= 0.1;
-2. the linear accuracy (at the training sequence length) differs by <= 5 points;
-3. with actions, accuracy with the longest evaluation sequence exceeds accuracy with a single view.
-Prints one JSON object.
+1. R^2 with actions exceeds R^2 without by more than twice the combined std over seeds;
+2. the linear accuracy at the training sequence length differs by <= 5 points with and without actions;
+3. with actions, accuracy with the longest evaluation sequence exceeds accuracy with one view (2 x combined std);
+and, as for every variant, the trained network beats its random initialisation on both probes.
+Each run is cached as JSON under runs/bench_seq_jepa (reruns resume; --fresh recomputes) and runs in its own
+process (`--jobs` at a time, one thread each). Writes benchmarks/results/seq_jepa_<setting>.json
+(benchmarks/fidelity/common.py schema) and prints it.
 """
 
 from __future__ import annotations
@@ -28,120 +37,173 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from common import summary
+from common import (
+    build_recipe,
+    cached,
+    claim_entry,
+    gain_claim,
+    override_tag,
+    probe_entry,
+    record_callback,
+    save_result,
+    summary,
+)
 
-from jepa_lightning.cli import JEPACLI
 from jepa_lightning.eval.equivariance import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
-RECIPE = ROOT / "recipes" / "seq_jepa" / "tiny.yaml"
-# Overrides of the recipe per setting: the recipe is the saccade setting; `transforms` is the earlier one (views
-# of the whole digit under rotation, scale, translation, brightness and contrast), kept for comparison.
-SETTINGS: dict[str, list[str]] = {
-    "saccades": [],
-    "transforms": ["--data.init_args.mode=transforms", "--model.init_args.action_dim=6"],
-    # the 3DIEBench stand-in: rendered 3-D objects, the action the relative rotation as a quaternion (paper's
-    # headline: R^2 of the relative rotation 0.71 with actions vs 0.29 without); not yet run at full size
-    "rotations": ["--data=datamodules.RotationSequenceDataModule", "--data.init_args.image_size=32",
-                  "--model.init_args.action_dim=4"],
-}
+RECIPES = {"saccades": ROOT / "recipes" / "seq_jepa" / "tiny.yaml",
+           "transforms": ROOT / "recipes" / "seq_jepa" / "tiny.yaml",
+           "rotations": ROOT / "recipes" / "seq_jepa" / "rotations_tiny.yaml"}
+SETTING_OVERRIDES = {"saccades": [], "rotations": [],
+                     "transforms": ["--data.init_args.mode=transforms", "--model.init_args.action_dim=6"]}
+DESCRIPTIONS = {
+    "rotations": "procedural 3-D objects (10 classes) rendered at 32 px under known rotations, action = relative "
+                 "rotation (quaternion); a 3DIEBench stand-in",
+    "saccades": "glimpses (10 px) of scikit-learn's 16 px digits, action = the eye movement",
+    "transforms": "whole digits under rotation/scale/translation/brightness/contrast, action = the parameters"}
+ARMS = {"with_actions": True, "no_actions": False}
+CACHE = ROOT / "runs" / "bench_seq_jepa"
+QUICK = ["--trainer.limit_train_batches=4", "--data.init_args.image_size=12", "--data.init_args.num_workers=0",
+         "--model.init_args.encoder.init_args.widths=[8,16]", "--model.init_args.encoder.init_args.depths=[1,1]",
+         "--model.init_args.agg_depth=1"]
 
 
-def run(seed: int, use_actions: bool, epochs: int, workdir: Path, eval_lens: list[int], regression_steps: int,
-        overrides: list[str], with_random: bool) -> dict:
-    cli = JEPACLI(run=False, args=[
-        "--config", str(RECIPE), f"--seed_everything={seed}", f"--trainer.max_epochs={epochs}",
-        f"--model.init_args.use_actions={str(use_actions).lower()}", f"--data.init_args.seed={seed}",
-        f"--data.init_args.val_seq_len={max(eval_lens + [2])}", "--trainer.limit_val_batches=0",
-        f"--run_dir={workdir / 'runs'}", f"--checkpoint.dirpath={workdir / 'ckpt'}",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--resume=false",
-        *overrides])
-    initial = copy.deepcopy(cli.model) if with_random else None
-    t0 = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    train_s = time.perf_counter() - t0
+def run(setting: str, seed: int, use_actions: bool, epochs: int | None, eval_lens: list[int],
+        regression_steps: int, overrides: list[str]) -> dict:
+    """Train one (setting, seed, arm) and evaluate the trained network and, with actions, its initialisation."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        cli = build_recipe(RECIPES[setting], seed, [
+            *SETTING_OVERRIDES[setting], *([f"--trainer.max_epochs={epochs}"] if epochs else []),
+            f"--model.init_args.use_actions={str(use_actions).lower()}",
+            f"--data.init_args.val_seq_len={max(eval_lens + [2])}", *overrides], tmp)
+        initial = copy.deepcopy(cli.model) if use_actions else None
+        record = record_callback(10)
+        cli.trainer.callbacks.append(record)
+        t0 = time.perf_counter()
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        train_s = time.perf_counter() - t0
     dm = cli.datamodule
 
-    def score(model):
+    def score(model: torch.nn.Module) -> dict[str, float]:
         return evaluate(model, dm.train_eval_dataloader(), dm.val_dataloader(), eval_lens, dm, regression_steps,
                         seed, encoder_views=True)
 
-    out = {"seed": seed, "use_actions": use_actions, "train_seconds": round(train_s, 1),
-           "steps": cli.trainer.global_step,
-           "final_loss": round(float(cli.trainer.callback_metrics.get("train/loss", float("nan"))), 4),
-           "final_target_std": round(float(cli.trainer.callback_metrics.get("train/target_std", float("nan"))), 4),
+    out = {"setting": setting, "seed": seed, "use_actions": use_actions, "steps": cli.trainer.global_step,
+           "epochs": cli.trainer.current_epoch, "train_seconds": round(train_s, 1), "curves": record.curves,
            "trained": score(cli.model)}
     if initial is not None:
         out["random_init"] = score(initial)
-    return out
+    return out | {"seconds": round(time.perf_counter() - start, 1)}
+
+
+def cache_path(seed: int, arm: str, args: argparse.Namespace) -> Path:
+    epochs = f"_{args.epochs}ep" if args.epochs else ""
+    return CACHE / (f"{args.setting}_s{seed}_{arm}{epochs}" + ("_quick" if args.quick else "")
+                    + override_tag(args.overrides) + ".json")
+
+
+def run_cached(seed: int, arm: str, args: argparse.Namespace) -> dict:
+    """One run in its own process (so runs go in parallel), cached by its settings."""
+    path = cache_path(seed, arm, args)
+    if not path.is_file() or args.fresh:
+        cmd = [sys.executable, __file__, "--one", str(seed), arm, "--setting", args.setting,
+               *(["--epochs", str(args.epochs)] if args.epochs else []), "--eval-lens", *map(str, args.eval_lens),
+               "--regression-steps", str(args.regression_steps), *(["--quick"] if args.quick else []),
+               "--", *args.overrides]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode:
+            raise RuntimeError(f"{args.setting} seed {seed} {arm} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(path.read_text())
+
+
+def write_result(runs: list[dict], args: argparse.Namespace, overrides: list[str], seconds: float) -> Path:
+    seeds = sorted({r["seed"] for r in runs})
+    by = {(r["seed"], r["use_actions"]): r for r in runs}
+    lo, hi = min(args.eval_lens), max(args.eval_lens)
+    train_len = args.train_len if args.train_len in args.eval_lens else hi
+
+    def scores(arm: str, key: str, scale: float = 100.0) -> list[float]:
+        if arm == "random_init":
+            return [scale * by[(s, True)]["random_init"][key] for s in seeds]
+        return [scale * by[(s, ARMS[arm])]["trained"][key] for s in seeds]
+
+    probes_spec = {f"aggregate_linear_{train_len}": (f"agg_linear_acc_{train_len}", "accuracy %", 100.0),
+                   f"aggregate_linear_{hi}": (f"agg_linear_acc_{hi}", "accuracy %", 100.0),
+                   "encoder_linear_1": ("encoder_linear_acc_1", "accuracy %", 100.0),
+                   "equivariance_r2": ("equivariance_r2", "R^2", 1.0)}
+    probes = [probe_entry(name, metric, {"random_init": scores("random_init", key, scale),
+                                         "pretrained": scores("with_actions", key, scale),
+                                         "no_actions": scores("no_actions", key, scale)})
+              for name, (key, metric, scale) in probes_spec.items()]
+    acc = f"agg_linear_acc_{train_len}"
+    with_r2, without_r2 = scores("with_actions", "equivariance_r2", 1.0), scores("no_actions", "equivariance_r2", 1.0)
+    gap = summary(scores("with_actions", acc))["mean"] - summary(scores("no_actions", acc))["mean"]
+    claims = [
+        gain_claim("R^2 of the relative action is higher with action conditioning than without (paper, 3DIEBench: "
+                   "0.71 vs 0.29)", with_r2, without_r2),
+        claim_entry(f"linear accuracy on the aggregate of {train_len} views is about the same with and without "
+                    "action conditioning (points)", gap, "|gap| <= 5 points", bool(abs(gap) <= 5.0)),
+        gain_claim(f"with actions, {hi} evaluation views classify better than {lo}",
+                   scores("with_actions", f"agg_linear_acc_{hi}"), scores("with_actions", f"agg_linear_acc_{lo}")),
+        gain_claim(f"the trained aggregate ({train_len} views) beats random init", scores("with_actions", acc),
+                   scores("random_init", acc)),
+        gain_claim("the trained encoder's R^2 beats random init", with_r2, scores("random_init", "equivariance_r2", 1.0)),
+    ]
+    steps = sorted({r["steps"] for r in runs})
+    config = {"recipe": str(RECIPES[args.setting].relative_to(ROOT)), "setting": args.setting, "epochs": args.epochs,
+              "steps": steps, "eval_lens": args.eval_lens, "train_len": train_len,
+              "regression_steps": args.regression_steps, "overrides": overrides, "quick": args.quick}
+    setting = f"{DESCRIPTIONS[args.setting]}; small ResNet, {'/'.join(map(str, steps))} steps"
+    monitors = {f"{arm}_s{s}": by[(s, flag)]["curves"] for s in seeds for arm, flag in ARMS.items()}
+    notes = ("Arms: pretrained = trained with action conditioning (the method), no_actions = the same recipe "
+             "trained without it, random_init = the with-actions network before training. All evaluate the "
+             "online encoder and aggregator, as the paper does.")
+    return save_result(f"seq_jepa_{args.setting}" + ("_quick" if args.quick else ""), "seq-JEPA",
+                       "benchmarks/fidelity/seq_jepa.py", setting, config, seeds, seconds, probes, claims, monitors,
+                       notes=notes, directory=CACHE if args.quick else None)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=120)
-    ap.add_argument("--setting", choices=sorted(SETTINGS), default="saccades",
-                    help="saccades: the recipe (glimpses of the digits); transforms: rotation/scale/translation/"
-                         "brightness/contrast views of the whole digit (the previous recipe)")
-    ap.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (0: all in one process)")
+    ap.add_argument("--setting", choices=sorted(RECIPES), default="rotations")
+    ap.add_argument("--epochs", type=int, default=None, help="training epochs (default: the recipe's)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--eval-lens", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    ap.add_argument("--train-len", type=int, default=3, help="observed views in training (recipe: seq_len 4)")
+    ap.add_argument("--train-len", type=int, default=3, help="observed views in training (recipes: seq_len 4)")
     ap.add_argument("--regression-steps", type=int, default=1500)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="smoke test: 1 seed, 1 epoch, short sequences")
+    ap.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 1 seed, 1 epoch of 4 batches, tiny network")
+    ap.add_argument("--fresh", action="store_true", help="recompute cached runs")
+    ap.add_argument("--one", nargs=2, metavar=("SEED", "ARM"), help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="extra CLI overrides, e.g. --model.init_args.lr=1e-3 (after --)")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    overrides = list(args.overrides)
     if args.quick:
-        args.epochs, args.seeds, args.eval_lens, args.regression_steps = 1, [0], [1, 3], 100
-        args.overrides = [*args.overrides, "--trainer.limit_train_batches=4", "--data.init_args.image_size=12",
-                          "--model.init_args.encoder.init_args.widths=[8,16]",
-                          "--model.init_args.encoder.init_args.depths=[1,1]", "--model.init_args.agg_depth=1"]
-    args.overrides = [*SETTINGS[args.setting], f"--data.init_args.num_workers={args.num_workers}", *args.overrides]
+        args.epochs, args.seeds, args.eval_lens, args.regression_steps = 1, args.seeds[:1], [1, 3], 100
+        overrides = QUICK + overrides
+    if args.one:  # a worker process: one run, cached
+        seed, arm = int(args.one[0]), args.one[1]
+        CACHE.mkdir(parents=True, exist_ok=True)
+        cached(cache_path(seed, arm, args), run, args.setting, seed, ARMS[arm], args.epochs, args.eval_lens,
+               args.regression_steps, overrides, fresh=True)
+        return
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = [run(s, a, args.epochs, Path(tmp) / f"seed{s}_{a}", args.eval_lens, args.regression_steps,
-                    args.overrides, with_random=a) for s in args.seeds for a in (True, False)]
-    out: dict = {"benchmark": "seq_jepa_digits_fidelity", "recipe": str(RECIPE.relative_to(ROOT)),
-                 "setting": args.setting, "epochs": args.epochs, "seeds": args.seeds, "eval_lens": args.eval_lens,
-                 "overrides": args.overrides, "runs": runs}
-    groups = {"with_actions": [r["trained"] for r in runs if r["use_actions"]],
-              "without_actions": [r["trained"] for r in runs if not r["use_actions"]],
-              "random_init": [r["random_init"] for r in runs if "random_init" in r]}
-    for name, res in groups.items():
-        out[name] = {k: summary([r[k] for r in res]) for k in res[0]}
-    train_len = args.train_len if args.train_len in args.eval_lens else max(args.eval_lens)
-    acc_key, first, last = f"agg_linear_acc_{train_len}", f"agg_linear_acc_{min(args.eval_lens)}", \
-        f"agg_linear_acc_{max(args.eval_lens)}"
-    w, wo = groups["with_actions"], groups["without_actions"]
-    r2_gap = [a["equivariance_r2"] - b["equivariance_r2"] for a, b in zip(w, wo)]
-    acc_gap = [100 * (a[acc_key] - b[acc_key]) for a, b in zip(w, wo)]
-    len_gain = [100 * (a[last] - a[first]) for a in w]
-    out["claims"] = {
-        "equivariance": {"statement": "R^2 of the relative transformation with action conditioning exceeds "
-                                      "R^2 without by >= 0.1 (paper, 3DIEBench: 0.71 vs 0.29)",
-                         "r2_gap": summary(r2_gap), "holds": statistics.mean(r2_gap) >= 0.1},
-        "invariance": {"statement": f"linear accuracy on the aggregate of {train_len} views differs by <= 5 "
-                                    "points with and without action conditioning",
-                       "acc_gap_points": summary(acc_gap), "holds": abs(statistics.mean(acc_gap)) <= 5.0},
-        "sequence_length": {"statement": f"with actions, accuracy with {max(args.eval_lens)} evaluation views "
-                                         f"exceeds accuracy with {min(args.eval_lens)}",
-                            "gain_points": summary(len_gain), "holds": statistics.mean(len_gain) > 0},
-    }
-    out["claims"]["holds"] = all(c["holds"] for c in out["claims"].values() if isinstance(c, dict))
-    rand = groups["random_init"]
-    out["learned_vs_random"] = {  # points over the same architecture at its random initialisation, per seed
-        f"{name}_{key}": summary([100 * (a[key] - b[key]) for a, b in zip(res, rand)])
-        for name, res in (("with_actions", w), ("without_actions", wo))
-        for key in (acc_key, last, f"encoder_linear_acc_{min(args.eval_lens)}")}
-    out["seconds"] = round(time.perf_counter() - t0, 1)
-    print(json.dumps(out, indent=2))
+    jobs = [(s, arm) for s in args.seeds for arm in ARMS]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        runs = list(pool.map(lambda job: run_cached(job[0], job[1], args), jobs))
+    seconds = max(time.perf_counter() - t0, sum(r["seconds"] for r in runs) / args.jobs)
+    print(json.dumps(json.loads(write_result(runs, args, overrides, seconds).read_text()), indent=1))
 
 
 if __name__ == "__main__":
