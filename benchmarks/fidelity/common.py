@@ -39,6 +39,31 @@ def cached(path: Path, compute: Callable[..., dict], *args: Any, fresh: bool = F
     return result
 
 
+def run_worker(path: Path, script: str, worker_args: list[str], label: str, refresh: bool = False) -> dict:
+    """A run's result cached at ``path``; computed first when absent (or ``refresh``) by the benchmark's worker
+    process, ``python script *worker_args`` (one run per process: runs go in parallel with :func:`in_parallel`,
+    one thread each), which must write ``path``. A failed worker raises, naming ``label`` and its stderr's end."""
+    import subprocess
+    import sys
+
+    if refresh or not path.is_file():
+        proc = subprocess.run([sys.executable, script, *worker_args], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parents[2])
+        if proc.returncode:
+            raise RuntimeError(f"{label} failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(path.read_text())
+    print(f"{label}: {result.get('seconds', float('nan')):.0f} s", file=sys.stderr, flush=True)
+    return result
+
+
+def in_parallel(fn: Callable[..., dict], jobs: list[tuple], workers: int) -> list[dict]:
+    """``[fn(*job) for job in jobs]``, ``workers`` at a time (threads: each job waits on its worker process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda job: fn(*job), jobs))
+
+
 # --------------------------------------------------------------------------- the one result schema
 # Every paper-claim benchmark writes one JSON per run in this schema to benchmarks/results/<name>.json;
 # benchmarks/fidelity/report.py renders the README summary and docs/results/<variant>.md from those files.

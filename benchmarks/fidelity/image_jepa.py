@@ -47,10 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -58,8 +55,10 @@ from common import (
     cached,
     claim_entry,
     gain_claim,
+    in_parallel,
     override_tag,
     probe_entry,
+    run_worker,
     save_result,
     summary,
     train_recipe,
@@ -155,13 +154,9 @@ def run_cached(method: str, seed: int, args: argparse.Namespace) -> dict:
     today's probes is rerun)."""
     path = cache_path(method, seed, args)
     stale = path.is_file() and not set(PROBES) <= set(json.loads(path.read_text())["pretrained"])
-    if not path.is_file() or args.fresh or stale:
-        cmd = [sys.executable, __file__, "--one", method, str(seed), "--steps", str(args.steps),
-               "--max-patches", str(args.max_patches), *(["--quick"] if args.quick else []), "--", *args.overrides]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        if proc.returncode:
-            raise RuntimeError(f"{method} seed {seed} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(path.read_text())
+    return run_worker(path, __file__, ["--one", method, str(seed), "--steps", str(args.steps), "--max-patches",
+                                       str(args.max_patches), *(["--quick"] if args.quick else []), "--",
+                                       *args.overrides], f"{method} seed {seed}", args.fresh or stale)
 
 
 def ablation_runs(seeds: list[int], args: argparse.Namespace) -> list[dict]:
@@ -267,8 +262,7 @@ def main() -> None:
         return
     t0 = time.perf_counter()
     jobs = [(m, s) for s in args.seeds for m in args.methods]
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        runs = list(pool.map(lambda job: run_cached(job[0], job[1], args), jobs))
+    runs = in_parallel(lambda method, seed: run_cached(method, seed, args), jobs, args.jobs)
     # cached runs cost nothing now: the time is at least their own (training and probes) spread over the jobs
     seconds = max(time.perf_counter() - t0, sum(r.get("seconds", r["train_seconds"]) for r in runs) / args.jobs)
     paths = write_results(runs, args, overrides, seconds)

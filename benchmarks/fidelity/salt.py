@@ -55,8 +55,6 @@ Writes benchmarks/results/salt_objects.json (the common.py schema).
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -71,6 +69,7 @@ from common import (
     gain_claim,
     override_tag,
     probe_entry,
+    run_worker,
     save_result,
     summary,
     train_recipe,
@@ -176,15 +175,10 @@ def cache_path(seed: int, teacher: str, args: argparse.Namespace) -> Path:
 def run_cached(job: tuple[int, str], args: argparse.Namespace) -> dict:
     """One seed's teacher-student pair in its own process, cached by its settings."""
     seed, teacher = job
-    path = cache_path(seed, teacher, args)
-    if not path.is_file() or args.fresh:
-        cmd = [sys.executable, __file__, "--one", f"{seed}:{teacher}", "--teacher-steps", str(args.teacher_steps),
-               "--student-steps", str(args.student_steps), "--probe-epochs", str(args.probe_epochs),
-               *(["--quick"] if args.quick else []), "--", *args.overrides]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        if proc.returncode:
-            raise RuntimeError(f"SALT seed {seed}, {teacher} teacher failed:\n{proc.stderr[-3000:]}")
-    return json.loads(path.read_text())
+    return run_worker(cache_path(seed, teacher, args), __file__, [
+        "--one", f"{seed}:{teacher}", "--teacher-steps", str(args.teacher_steps), "--student-steps",
+        str(args.student_steps), "--probe-epochs", str(args.probe_epochs), *(["--quick"] if args.quick else []), "--",
+        *args.overrides], f"SALT seed {seed}, {teacher} teacher", args.fresh)
 
 
 def vjepa_cached(seed: int, args: argparse.Namespace) -> dict:

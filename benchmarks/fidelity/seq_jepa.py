@@ -37,11 +37,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import subprocess
-import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -50,9 +47,11 @@ from common import (
     cached,
     claim_entry,
     gain_claim,
+    in_parallel,
     override_tag,
     probe_entry,
     record_callback,
+    run_worker,
     save_result,
     summary,
 )
@@ -115,16 +114,10 @@ def cache_path(seed: int, arm: str, args: argparse.Namespace) -> Path:
 
 def run_cached(seed: int, arm: str, args: argparse.Namespace) -> dict:
     """One run in its own process (so runs go in parallel), cached by its settings."""
-    path = cache_path(seed, arm, args)
-    if not path.is_file() or args.fresh:
-        cmd = [sys.executable, __file__, "--one", str(seed), arm, "--setting", args.setting,
-               *(["--epochs", str(args.epochs)] if args.epochs else []), "--eval-lens", *map(str, args.eval_lens),
-               "--regression-steps", str(args.regression_steps), *(["--quick"] if args.quick else []),
-               "--", *args.overrides]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        if proc.returncode:
-            raise RuntimeError(f"{args.setting} seed {seed} {arm} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(path.read_text())
+    return run_worker(cache_path(seed, arm, args), __file__, [
+        "--one", str(seed), arm, "--setting", args.setting, *(["--epochs", str(args.epochs)] if args.epochs else []),
+        "--eval-lens", *map(str, args.eval_lens), "--regression-steps", str(args.regression_steps),
+        *(["--quick"] if args.quick else []), "--", *args.overrides], f"{args.setting} seed {seed} {arm}", args.fresh)
 
 
 def write_result(runs: list[dict], args: argparse.Namespace, overrides: list[str], seconds: float) -> Path:
@@ -200,8 +193,7 @@ def main() -> None:
         return
     t0 = time.perf_counter()
     jobs = [(s, arm) for s in args.seeds for arm in ARMS]
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        runs = list(pool.map(lambda job: run_cached(job[0], job[1], args), jobs))
+    runs = in_parallel(lambda seed, arm: run_cached(seed, arm, args), jobs, args.jobs)
     seconds = max(time.perf_counter() - t0, sum(r["seconds"] for r in runs) / args.jobs)
     print(json.dumps(json.loads(write_result(runs, args, overrides, seconds).read_text()), indent=1))
 

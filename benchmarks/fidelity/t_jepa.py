@@ -43,11 +43,8 @@ import argparse
 import copy
 import json
 import math
-import subprocess
-import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -56,8 +53,10 @@ from common import (
     cached,
     claim_entry,
     gain_claim,
+    in_parallel,
     override_tag,
     probe_entry,
+    run_worker,
     save_result,
     summary,
 )
@@ -158,17 +157,10 @@ def run_cached(dataset: str, seed: int, args: argparse.Namespace) -> dict:
     path = cache_path(dataset, seed, args)
     wanted = {"pretrained", "no_reg", "random_init"} | (set() if args.no_heads else {"raw", "gbdt"})
     stale = path.is_file() and not wanted <= set(json.loads(path.read_text()).get("arms", {}))
-    if not path.is_file() or args.fresh or stale:
-        cmd = [sys.executable, __file__, "--one", dataset, str(seed), "--epoch-factor", str(args.epoch_factor),
-               "--probes", str(args.probes), *(["--epochs", str(args.epochs)] if args.epochs else []),
-               *(["--no-heads"] if args.no_heads else []), *(["--quick"] if args.quick else []), "--",
-               *args.overrides]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        if proc.returncode:
-            raise RuntimeError(f"{dataset} seed {seed} failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(path.read_text())
-    print(f"{dataset} seed {seed}: {result['seconds']:.0f} s", file=sys.stderr, flush=True)
-    return result
+    return run_worker(path, __file__, [
+        "--one", dataset, str(seed), "--epoch-factor", str(args.epoch_factor), "--probes", str(args.probes),
+        *(["--epochs", str(args.epochs)] if args.epochs else []), *(["--no-heads"] if args.no_heads else []),
+        *(["--quick"] if args.quick else []), "--", *args.overrides], f"{dataset} seed {seed}", args.fresh or stale)
 
 
 def monitors(runs: list[dict]) -> dict:
@@ -277,8 +269,7 @@ def main() -> None:
         cached(cache_path(dataset, seed, args), run, dataset, seed, args, list(args.overrides), fresh=True)
         return
     jobs = [(d, s) for d in args.datasets for s in args.seeds]
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        runs = list(pool.map(lambda job: run_cached(job[0], job[1], args), jobs))
+    runs = in_parallel(lambda dataset, seed: run_cached(dataset, seed, args), jobs, args.jobs)
     paths = write_results(runs, args)
     print(json.dumps([json.loads(p.read_text()) for p in paths], indent=1))
 

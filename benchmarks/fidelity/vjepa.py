@@ -50,15 +50,21 @@ Writes benchmarks/results/vjepa_objects.json (the common.py schema).
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from common import cached, gain_claim, override_tag, probe_entry, save_result, summary, train_recipe
+from common import (
+    cached,
+    gain_claim,
+    in_parallel,
+    override_tag,
+    probe_entry,
+    run_worker,
+    save_result,
+    summary,
+    train_recipe,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "vjepa" / "objects_tiny.yaml"
@@ -178,15 +184,10 @@ def cache_path(job: str | int, args: argparse.Namespace) -> Path:
 def run_cached(job: str | int, args: argparse.Namespace) -> dict:
     """One run (a seed, or the ceiling of a label) in its own process (so runs go in parallel), cached by its
     settings."""
-    path = cache_path(job, args)
-    if not path.is_file() or args.fresh:
-        cmd = [sys.executable, __file__, "--one", str(job), "--steps", str(args.steps), "--probe-epochs",
-               str(args.probe_epochs), "--ceiling-seed", str(args.ceiling_seed), *(["--quick"] if args.quick else []),
-               "--", *args.overrides]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        if proc.returncode:
-            raise RuntimeError(f"{job} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(path.read_text())
+    return run_worker(cache_path(job, args), __file__, [
+        "--one", str(job), "--steps", str(args.steps), "--probe-epochs", str(args.probe_epochs), "--ceiling-seed",
+        str(args.ceiling_seed), *(["--quick"] if args.quick else []), "--", *args.overrides], f"V-JEPA {job}",
+        args.fresh)
 
 
 def write_results(runs: list[dict], ceilings: dict[str, dict], args: argparse.Namespace, overrides: list[str],
@@ -265,8 +266,7 @@ def main() -> None:
             cached(path, run, seed, args.steps, overrides, args.probe_epochs, path.with_suffix(".pt"), fresh=True)
         return
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        done = list(pool.map(lambda job: run_cached(job, args), [*args.seeds, *LABELS]))
+    done = in_parallel(lambda job: run_cached(job, args), [(job,) for job in [*args.seeds, *LABELS]], args.jobs)
     runs, ceilings = done[:len(args.seeds)], {r["label"]: r for r in done[len(args.seeds):]}
     seconds = max(time.perf_counter() - t0, sum(r["seconds"] for r in done) / args.jobs)
     path = write_results(runs, ceilings, args, overrides, seconds)
