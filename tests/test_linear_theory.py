@@ -5,12 +5,14 @@ fidelity benchmark's smoke run."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_script
+from conftest import ROOT, load_benchmark, run_script
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -299,7 +301,7 @@ def test_cli_fit_then_validate_tiny_recipe(recipe, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ benchmark
-def test_fidelity_benchmark_quick():
+def test_fidelity_benchmark_quick(tmp_path):
     out = run_script("benchmarks/fidelity/linear_theory.py", "--quick")
     assert {(r["objective"], r["depth"]) for r in out["runs"]} == {("mae", 1), ("mae", 4), ("jepa", 1), ("jepa", 4)}
     claims = out["claims"]
@@ -308,3 +310,13 @@ def test_fidelity_benchmark_quick():
     assert claims["jepa_pair_inverts_past_depth"]["holds"]
     assert claims["jepa_pair_inverts_past_depth"]["inversion_depth"] == 4  # the first depth above 1 run quickly
     assert all(isinstance(c["holds"], bool) for c in claims.values())
+    # the published form (benchmarks/results/linear_theory.json): claims only, the critical times in the notes
+    bench = load_benchmark("benchmarks/fidelity/linear_theory.py", "linear_theory")
+    report = load_benchmark("benchmarks/fidelity/report.py", "report")
+    args = argparse.Namespace(depths=[1, 4], lambdas=[1.0, 0.75], rhos=[0.5, 1.0], init_scale=0.01, fraction=0.5,
+                              tolerance=0.1, seed=0, quick=True)
+    path = bench.write_result(out, args, directory=tmp_path)
+    result = report.validate(json.loads(path.read_text()), path)
+    assert [c["holds"] for c in result["claims"]] == [True, True, True, True] and result["probes"] == []
+    assert result["claims"][1]["value"] == 4 and result["claims"][3]["value"] < 0.1
+    assert result["notes"].count("| MAE |") == 2 and "1 then 0" in result["notes"]

@@ -30,9 +30,11 @@ import json
 import math
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
+from common import claim_entry, save_result
 from lightning.pytorch import Trainer
 
 from datamodules.linear import LinearPairsDataModule
@@ -196,7 +198,54 @@ def main() -> None:
                                     "high-gain feature is learned, the norm |Wbar u_i| of a low-gain feature picks "
                                     "it up, so that feature's measured critical time can come early"}
     out["seconds"] = round(time.perf_counter() - t_start, 1)
+    if not args.quick:
+        write_result(out, args)
     print(json.dumps(out, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def write_result(out: dict, args: argparse.Namespace, directory: Path | None = None) -> Path:
+    """benchmarks/results/linear_theory.json (common.py schema): the four claims, and the critical times per
+    objective and depth as a table in the notes. No probes: the claims are measured directly, on one seed (exact
+    covariances make the dynamics deterministic up to the random basis)."""
+    c = out["claims"]
+    claims = [
+        claim_entry("MAE learns the features in order of lambda at every depth (depths where it does)",
+                    sum(o == c["mae_order_follows_lambda"]["lambda_order"]
+                        for o in c["mae_order_follows_lambda"]["order_by_depth"].values()),
+                    f"= {len(args.depths)} (every depth)", c["mae_order_follows_lambda"]["holds"]),
+        claim_entry("JEPA's order of the (high lambda, low rho) / (low lambda, high rho) pair inverts past a depth, "
+                    "the ODE's (measured inversion depth)",
+                    c["jepa_pair_inverts_past_depth"]["inversion_depth"] or 0,
+                    f"= the ODE's ({c['jepa_pair_inverts_past_depth']['ode_inversion_depth']})",
+                    c["jepa_pair_inverts_past_depth"]["holds"]),
+        claim_entry("past that depth, JEPA learns in order of rho (depths where it does)",
+                    len(c["jepa_order_follows_rho_past_depth"]["depths"]) if c["jepa_order_follows_rho_past_depth"][
+                        "holds"] else 0, f"= {len(c['jepa_order_follows_rho_past_depth']['depths'])} (every depth "
+                                         "past the inversion)", c["jepa_order_follows_rho_past_depth"]["holds"]),
+        claim_entry("every measured critical time matches the ODE's (max relative error)",
+                    c["critical_times_match_ode"]["max_relative_error"], f"<= {args.tolerance:g}",
+                    c["critical_times_match_ode"]["holds"]),
+    ]
+    rows = ["| objective | depth | measured t* per feature | ODE t* per feature | max error | learning order |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for r in out["runs"]:
+        rows.append(f"| {r['objective'].upper()} | {r['depth']} | {', '.join(f'{t:.1f}' for t in r['critical_time'])} "
+                    f"| {', '.join(f'{t:.1f}' for t in r['ode_critical_time'])} | "
+                    f"{100 * max(r['relative_error']):.1f} % | {' then '.join(map(str, r['order']))} |")
+    notes = (f"Two features with lambda {args.lambdas} and rho {args.rhos}, init scale {args.init_scale:g}, exact "
+             "covariances in a random basis, full-batch gradient descent through the Lightning Trainer; critical time "
+             f"t* = the continuous time lr x step at which a feature's encoder magnitude reaches {args.fraction:g} of "
+             "its asymptote, against the per-feature ODE integrated numerically:\n\n" + "\n".join(rows))
+    if "sgd_check" in out:
+        sgd = out["sgd_check"]
+        notes += (f"\n\nNot claimed: with SGD (batch {sgd['batch_size']}, {sgd['num_samples']} sampled rows) the "
+                  f"depth-{sgd['depth']} JEPA run's relative errors are "
+                  f"{', '.join(f'{100 * e:.0f} %' for e in sgd['relative_error'])} per feature: {sgd['note']}.")
+    config = {k: v for k, v in vars(args).items() if k != "quick"}
+    setting = (f"deep linear encoders, depths {', '.join(map(str, args.depths))}, JEPA and MAE objectives, "
+               "exact covariances")
+    return save_result("linear_theory", "deep-linear JEPA vs MAE", "benchmarks/fidelity/linear_theory.py", setting,
+                       config, [args.seed], out["seconds"], [], claims, notes=notes, directory=directory)
 
 
 if __name__ == "__main__":
