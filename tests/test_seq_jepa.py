@@ -1,6 +1,7 @@
 """seq-JEPA: view sequences whose actions match the applied transformations, the aggregator's masking of the
 held-out view's action, learning, the CLI recipe and the fidelity benchmark's smoke run."""
 
+import copy
 import math
 
 import pytest
@@ -171,6 +172,29 @@ def test_aggregator_hides_the_held_out_action_and_the_predictor_uses_it():
         model.aggregate(z, rel[:, :2, :4])
     with pytest.raises(ValueError, match="not divisible by agg_heads=4"):
         SeqJEPA(SmallResNet(widths=(8,), depths=(1,)), action_dim=3, action_embed_dim=6, agg_heads=4)
+
+
+def test_target_norm_batch_uses_the_target_views_statistics():
+    """target_norm="batch" (the reference's train-mode target ResNet): the target is the teacher with BatchNorm on
+    the batch's statistics; its running statistics and eval mode are untouched. "running" uses the running ones."""
+    views, rel = torch.randn(6, 4, 3, 12, 12) * 3 + 1, torch.randn(6, 3, 6)
+    running, batch = tiny_model(), tiny_model(target_norm="batch")
+    batch.load_state_dict(running.state_dict())
+    before = {k: v.clone() for k, v in batch.teacher.state_dict().items() if "running" in k}
+    _, t_running, _ = running.forward_loss(views, rel)
+    _, t_batch, _ = batch.forward_loss(views, rel)
+    by_hand = copy.deepcopy(batch.teacher.module).train()
+    with torch.no_grad():
+        expected = by_hand(views[:, 3])
+    assert torch.allclose(t_batch, expected.mean(1) if expected.dim() == 3 else expected, atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(t_running, running.teacher.module.eval()(views[:, 3]), atol=1e-5)
+    assert not torch.allclose(t_batch, t_running, atol=1e-3)
+    after = {k: v for k, v in batch.teacher.state_dict().items() if "running" in k}
+    assert before and all(torch.equal(before[k], after[k]) for k in before)
+    assert not any(m.training for m in batch.teacher.module.modules())  # back in eval mode
+    with pytest.raises(ValueError, match="target_norm must be 'running' or 'batch', got 'group'"):
+        tiny_model(target_norm="group")
 
 
 def test_loss_decreases_and_evaluation_heads_learn():

@@ -23,6 +23,8 @@ per-view outputs, from whose pairs the relative transformation is regressed ("eq
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -43,6 +45,23 @@ def feature_dim(encoder: nn.Module) -> int:
                      "jepa_lightning.nn.resnet.SmallResNet/TimmResNet or jepa_lightning.nn.VisionTransformer")
 
 
+@contextmanager
+def batch_statistics(network: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Inside the block, the BatchNorm layers of ``network`` (a target network, kept in eval mode) normalise with
+    the statistics of the batch, as in train mode; their running statistics are left as they were."""
+    norms = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if enabled else []
+    saved = [(m.training, m.momentum) for m in norms]
+    for m in norms:
+        m.train()
+        m.momentum = 0.0  # running <- (1 - 0) * running: unchanged
+    try:
+        yield
+    finally:
+        for m, (training, momentum) in zip(norms, saved):
+            m.train(training)
+            m.momentum = momentum
+
+
 class SeqJEPA(JEPAModule):
     """seq-JEPA; see the module docstring for the algorithm.
 
@@ -60,14 +79,21 @@ class SeqJEPA(JEPAModule):
         eval_seq_len: views aggregated by ``encode`` for frozen evaluation (``None``: all views of the batch).
         eval_encoder: which network makes the views' features in ``encode``/``view_features``: the trained
             ``encoder`` (default, as the paper) or the EMA ``teacher``.
+        target_norm: how the EMA teacher's BatchNorm layers normalise the target view: ``"running"`` (default:
+            the running statistics, copied from the student at every EMA step, as any target network here) or
+            ``"batch"`` (the statistics of the target views of the batch, as the reference code, whose target
+            ResNet runs in train mode). Inert for encoders without BatchNorm.
         kwargs: the optimizer/schedule/EMA settings of :class:`JEPAModule` (lr, warmup, weight_decay, ema, ...).
     """
 
     def __init__(self, encoder: nn.Module, action_dim: int, use_actions: bool = True, action_embed_dim: int = 64,
                  agg_depth: int = 3, agg_heads: int = 4, agg_mlp_ratio: float = 4.0, predictor_hidden: int = 0,
                  train_seq_len: int | None = None, eval_seq_len: int | None = None,
-                 eval_encoder: str = "encoder", input_key: str = "views", **kwargs: Any) -> None:
+                 eval_encoder: str = "encoder", input_key: str = "views", target_norm: str = "running",
+                 **kwargs: Any) -> None:
         dim = feature_dim(encoder)
+        if target_norm not in ("running", "batch"):
+            raise ValueError(f"seq-JEPA: target_norm must be 'running' or 'batch', got {target_norm!r}")
         if action_dim < 1 or action_embed_dim < 1:
             raise ValueError(f"seq-JEPA: action_dim and action_embed_dim must be >= 1, got {action_dim}, "
                              f"{action_embed_dim}")
@@ -85,7 +111,7 @@ class SeqJEPA(JEPAModule):
                                   nn.Linear(hidden, dim))
         super().__init__(encoder, predictor, input_key=input_key, eval_encoder=eval_encoder, **kwargs)
         self.dim, self.token_dim, self.use_actions = dim, token_dim, use_actions
-        self.train_seq_len, self.eval_seq_len = train_seq_len, eval_seq_len
+        self.train_seq_len, self.eval_seq_len, self.target_norm = train_seq_len, eval_seq_len, target_norm
         self.action_embed = (nn.Sequential(nn.Linear(action_dim, action_embed_dim, bias=False),
                                            nn.BatchNorm1d(action_embed_dim, affine=False))
                              if use_actions else None)
@@ -144,7 +170,7 @@ class SeqJEPA(JEPAModule):
         if not 1 <= k <= m - 1:
             raise ValueError(f"seq-JEPA: train_seq_len={self.train_seq_len} needs sequences of at least "
                              f"{self.train_seq_len + 1} views, the batch has {m}; raise data seq_len")
-        with torch.no_grad():
+        with torch.no_grad(), batch_statistics(self.teacher, self.target_norm == "batch"):
             target = self._pool(self.teacher(views[:, k]))                       # [B, D]
         z = self._encode_views(self.encoder, views[:, :k])                     # [B, K, D]
         s = self.aggregate(z, rel_actions[:, :k - 1])
