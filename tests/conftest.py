@@ -73,6 +73,39 @@ def video_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("moving_digits")
 
 
+def transition_batch(b: int, obs_dim: int, action_dim: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random batch of ``OfflineRLDataModule(mode="transitions")`` (TD-JEPA and FB tests); ~20% terminal."""
+    g = torch.Generator().manual_seed(seed)
+    return {"obs": torch.randn(b, obs_dim, generator=g), "action": torch.rand(b, action_dim, generator=g) * 2 - 1,
+            "next_obs": torch.randn(b, obs_dim, generator=g),
+            "terminal": (torch.rand(b, generator=g) < 0.2).float()}
+
+
+def train_on_batch(model, batch: dict[str, torch.Tensor], steps: int, terms: tuple[str, ...]) -> list[float]:
+    """``steps`` optimizer steps of a zero-shot agent (TD-JEPA, FB) on one batch, as its ``training_step`` without
+    the Trainer (objective, Adam step, EMA update); the sum of the loss ``terms`` at each step."""
+    opt = model.configure_optimizers()["optimizer"]
+    values = []
+    for step in range(steps):
+        out = model.objective(batch, torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        model.update_targets()
+        values.append(float(sum(out[t].detach() for t in terms)))
+    return values
+
+
+@pytest.fixture(scope="session")
+def walker_episodes(tmp_path_factory) -> Path:
+    """Six 60-step walker episodes (5 train, 1 val) with physics for relabeling (TD-JEPA and FB recipe fits)."""
+    from jepa_lightning.rl.collect import collect
+
+    folder = tmp_path_factory.mktemp("walker_tiny")
+    collect(str(folder), "walker", task="stand", policy="mixed", episodes=6, seed=0, time_limit=60, progress=False)
+    return folder
+
+
 def load_benchmark(relpath: str, name: str):
     """A benchmark script imported as module `name` (once per process); its folder goes on sys.path first, as the
     scripts import their sibling common.py."""

@@ -70,13 +70,19 @@ def test_act_jepa_fidelity_smoke():
 
 
 def test_td_jepa_fidelity_smoke():
-    out = run_script("benchmarks/fidelity/td_jepa.py", "--quick")
-    linear = out["claim_1_linear_successor_features"]
-    assert isinstance(linear["holds"], bool) and linear["worst_rel_err"] < 0.2  # 1500 steps: ~0.04 (full: 1e-5)
-    walker = out["claim_2_walker_zero_shot"]
-    assert set(walker["summary"]) == {"stand", "walk", "run"}
-    assert all(s["random"]["mean"] >= 0 for s in walker["summary"].values())
-    assert isinstance(walker["holds_far_above_random"], bool)
+    """TD-JEPA, FB, per-task TD3 and the random policy on walker, one seed, 50 steps, and the linear-MDP claim at
+    1500 steps: both results in the schema, written to the benchmark's cache."""
+    walker, linear = run_script("benchmarks/fidelity/td_jepa.py", "--quick", "--fresh")
+    assert walker["name"] == "td_jepa_walker_quick" and walker["seeds"] == [0]
+    assert [p["name"] for p in walker["probes"]] == ["stand", "walk", "run"]
+    for probe in walker["probes"]:
+        assert set(probe["scores"]) == {"random_init", "pretrained", "fb", "td3"}
+        assert all(0 <= v[0] <= 50 for v in probe["scores"].values())  # one episode of 50 steps, rewards in [0, 1]
+    assert len(walker["claims"]) == 9 and all(isinstance(c["holds"], bool) for c in walker["claims"])
+    assert set(walker["monitors"]) == {"pretrained_s0", "fb_s0"}
+    assert linear["name"] == "td_jepa_linear_quick" and linear["probes"] == []
+    assert len(linear["claims"]) == 2 and all(isinstance(c["holds"], bool) for c in linear["claims"])
+    assert linear["claims"][0]["value"] < 0.2  # 1500 steps: ~0.04 (full: 1e-5)
 
 
 def test_ui_jepa_fidelity_smoke(tmp_path):

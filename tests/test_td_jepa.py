@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import ROOT, load_benchmark
+from conftest import ROOT, load_benchmark, train_on_batch, transition_batch
 
 from jepa_lightning.methods.td_jepa import (
     TDJEPA,
@@ -28,9 +28,7 @@ def tiny(symmetric: bool = False, **kwargs) -> TDJEPA:
 
 
 def batch(b: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {"obs": torch.randn(b, OBS, generator=g), "action": torch.rand(b, ACT, generator=g) * 2 - 1,
-            "next_obs": torch.randn(b, OBS, generator=g), "terminal": (torch.rand(b, generator=g) < 0.2).float()}
+    return transition_batch(b, OBS, ACT, seed)
 
 
 def test_td_targets_shapes_and_definition():
@@ -134,14 +132,7 @@ def test_loss_decreases_on_a_fixed_batch_and_actor_loss_trains_only_the_actor(on
     opt = model.configure_optimizers()["optimizer"]
     assert {g["name"] for g in opt.param_groups} == {"phi", "psi", "predictor", "actor"}
     before = model.phi_encoder_target.module.mlp.net[0].weight.clone()
-    td = []
-    for step in range(150):
-        out = model.objective(b, torch.Generator().manual_seed(step))
-        opt.zero_grad()
-        out["loss"].backward()
-        opt.step()
-        model.update_targets()
-        td.append(float(out["td_phi"] + out["td_psi"].detach()))
+    td = train_on_batch(model, b, 150, ("td_phi", "td_psi"))
     assert sum(td[-10:]) / 10 < 0.6 * sum(td[:10]) / 10, (td[:3], td[-3:])
     after = model.phi_encoder_target.module.mlp.net[0].weight
     assert not torch.equal(before, after)  # the EMA target moved ...
@@ -198,16 +189,6 @@ def test_linear_td_jepa_converges_to_closed_form_successor_features(one_thread):
     assert out["phi_condition_number"] < 2.0  # the orthonormality term kept the representation well spread
     short = bench.linear_sf_experiment(n=8, actions=3, gamma=0.9, steps=30, lr=2e-2, ema=0.9, seed=1)
     assert short["rel_err_max_over_actions"] > 10 * out["rel_err_max_over_actions"]  # it is learned, not given
-
-
-@pytest.fixture(scope="module")
-def walker_episodes(tmp_path_factory):
-    """Six 60-step walker episodes (5 train, 1 val) with physics for relabeling."""
-    from jepa_lightning.rl.collect import collect
-
-    folder = tmp_path_factory.mktemp("walker_tiny")
-    collect(str(folder), "walker", task="stand", policy="mixed", episodes=6, seed=0, time_limit=60, progress=False)
-    return folder
 
 
 def test_cli_fit_then_validate_with_zero_shot_rollouts(tmp_path, walker_episodes, one_thread):

@@ -1,4 +1,4 @@
-"""Zero-shot RL evaluation (TD-JEPA, and any model with ``infer_z`` / ``act``): for each task of a domain,
+"""Zero-shot RL evaluation (TD-JEPA, FB, and any model with ``infer_z`` / ``act``): for each task of a domain,
 infer the task vector from relabeled reward-free data, then roll out the task-conditioned policy.
 
 Protocol (the reference's ``dmc_reward_eval``; ExoRL-style relabeling):
@@ -137,7 +137,7 @@ class ZeroShotRollouts(Callback):
             return
         for attr in ("infer_z", "policy"):
             if not callable(getattr(pl_module, attr, None)):
-                raise TypeError(f"ZeroShotRollouts needs a model with `{attr}` (e.g. TDJEPA), got "
+                raise TypeError(f"ZeroShotRollouts needs a model with `{attr}` (TDJEPA, FB), got "
                                 f"{type(pl_module).__name__}")
         dm = trainer.datamodule
         if dm is None:

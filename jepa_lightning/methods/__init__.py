@@ -5,6 +5,7 @@ from jepa_lightning.methods.adl_detection import BEVDetector
 from jepa_lightning.methods.adl_jepa import ADLJEPA
 from jepa_lightning.methods.base import JEPAModule
 from jepa_lightning.methods.dmt_jepa import DMTJEPA, LocalAggregationHead
+from jepa_lightning.methods.fb import FB
 from jepa_lightning.methods.ijepa import IJEPA
 from jepa_lightning.methods.linear_theory import DeepLinearSSL
 from jepa_lightning.methods.occupancy_mae import OccupancyDecoder, OccupancyMAE
@@ -18,6 +19,6 @@ from jepa_lightning.methods.ui_jepa import UIJEPA, ui_jepa_masks
 from jepa_lightning.methods.vjepa import VJEPA, vjepa_masks
 
 __all__ = ["JEPAModule", "IJEPA", "VJEPA", "vjepa_masks", "SALT", "SALTTeacher", "DeepLinearSSL", "TJEPA", "SeqJEPA", "DMTJEPA",
-           "LocalAggregationHead", "ACTJEPA", "TDJEPA",
+           "LocalAggregationHead", "ACTJEPA", "TDJEPA", "FB",
            "UIJEPA", "ui_jepa_masks", "IntentDecoder", "IntentPredictionWriter", "ADLJEPA",
            "BEVDetector", "OccupancyMAE", "OccupancyDecoder", "SupervisedClassifier"]
