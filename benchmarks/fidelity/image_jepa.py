@@ -30,15 +30,17 @@ patch's target says almost nothing local; the loss is low (0.02-0.03 against I-J
 probes cannot gain. The cause is the head's form, which matches the official code (benchmarks/fidelity/
 dmt_parity.py): each target is the image-mean token plus its attention over the patch's top-k neighbours, then
 LayerNorm, so the per-image mean dominates unless the attention output grows larger than it; the recipe's
-CollapseMonitor warns on these runs (its ceiling on target_sample_share is 0.9). Pilot of the ablation that starts
-each target from its own neighbours' mean (`-- --model.init_args.head.init_args.query=neighbours`, seed 0, 41 min):
-target_sample_share 0.49-0.63; teacher 25.9 / 14.3 / 60.3, patch linear 0.154, patch kNN 0.160 (official query,
-same seed: 20.8 / 10.9 / 49.1, 0.147, 0.131; I-JEPA: 28.8 / 17.5 / 62.4, 0.151, 0.151). One seed, not the paper's
-definition.
+CollapseMonitor warns on these runs (its ceiling on target_sample_share is 0.9).
+The ablation that starts each target from its own neighbours' mean (`ABLATION`; run each seed with
+`--one dmt_jepa SEED -- --model.init_args.head.init_args.query=neighbours`) is reported beside the paper's head as
+the arm neighbour_query once every seed is cached: it brings DMT-JEPA's targets back to local content and its probes
+to I-JEPA's level, not above them (benchmarks/results/dmt_jepa_scenes.json).
 Runtime on 2 cores: one run (6000 steps at one thread, then the probes of three networks) takes 33-57 min (I-JEPA
 ~0.3-0.4 s/step, DMT-JEPA ~0.45; more with two runs side by side), so 3 seeds x 2 methods with --jobs 2 take about
 2.5 h: over the 30-min budget the issue set. Fewer steps or scenes learned much less (3000 steps on 4000 scenes at
-0.02: the mean-pooled image probes stayed at random init's level).
+0.02: the mean-pooled image probes stayed at random init's level). bf16 on this CPU's AMX units (11x fp32 on a large
+matmul) is no lever at width 96: with `--trainer.precision=bf16-mixed` a step took 0.58 s against 0.37 s, as the
+CPU flash-attention backward in bf16 is ~10x slower than in fp32 (the math kernel instead: 1.17x faster overall).
 Writes benchmarks/results/ijepa_scenes.json and dmt_jepa_scenes.json (benchmarks/fidelity/common.py schema) and
 prints both.
 """
