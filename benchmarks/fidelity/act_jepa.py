@@ -183,7 +183,7 @@ def main() -> None:
     p.add_argument("--demos", type=int, default=60, help="training demonstrations (the data budget)")
     p.add_argument("--probe-episodes", type=int, default=40)
     p.add_argument("--chunk", type=int, default=8)
-    p.add_argument("--episodes", type=int, default=40, help="rollout episodes per run")
+    p.add_argument("--episodes", type=int, default=100, help="rollout episodes per run (binomial std <= 5 points)")
     p.add_argument("--decay", type=float, default=-1.0, help="temporal-ensembling m of exp(-m i)")
     p.add_argument("--horizons", type=int, nargs="+", default=[5, 10, 20])
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
