@@ -18,7 +18,14 @@ from jepa_lightning.methods.act_jepa import (
     masked_l1,
 )
 from jepa_lightning.optim import param_groups
-from jepa_lightning.rl.reach2d import Push2D, collect_demos, generate_demos
+from jepa_lightning.rl.reach2d import (
+    OBSERVATION_PARTS,
+    PROPRIOCEPTION,
+    Push2D,
+    collect_demos,
+    generate_demos,
+    state_observations,
+)
 from jepa_lightning.rl.rollout import Env, rollout
 
 TINY = str(ROOT / "recipes" / "act_jepa" / "tiny.yaml")
@@ -102,6 +109,58 @@ def test_demos_round_trip_through_the_chunk_datamodule(demos):
     torch.testing.assert_close(batch["actions"][0], torch.from_numpy(ep["action"][:H]))
     torch.testing.assert_close(batch["future_obs"][0], torch.from_numpy(ep["observation"][1:H + 1]))
     assert batch["valid"][0].all() and batch["valid"][1].tolist() == [True, True, False, False]
+
+
+def test_observation_keys_pick_the_parts_and_rollouts_and_demos_agree(tmp_path):
+    full, proprio = Push2D(), Push2D(observation_keys=PROPRIOCEPTION)
+    assert full.observation_keys == OBSERVATION_PARTS and (full.observation_dim, proprio.observation_dim) == (12, 4)
+    obs, small = full.reset(seed=7), proprio.reset(seed=7)
+    assert small.shape == (4,) and small.dtype == np.float32
+    np.testing.assert_array_equal(small, obs[:4])  # agent position, velocity / max_speed
+    a, _, _ = full.step(np.array([0.5, -0.2]))
+    b, _, _ = proprio.step(np.array([0.5, -0.2]))
+    np.testing.assert_array_equal(b, a[:4])
+    swapped = Push2D(observation_keys=("goal", "agent"))
+    np.testing.assert_array_equal(swapped.reset(seed=7), np.concatenate([obs[6:8], obs[0:2]]))
+    for bad in (("agent", "colour"), ("agent", "agent"), ()):
+        with pytest.raises(ValueError, match="observation_keys"):
+            Push2D(observation_keys=bad)
+    # demonstrations recorded with the reduced observation and frames: the metadata rebuilds the same env, the
+    # chunk batches carry 4-d states (targets included) and the frame of step t
+    folder = str(tmp_path / "pixel_demos")
+    generate_demos(folder, episodes=3, seed=0, pixels=True, image_size=16, observation_keys=PROPRIOCEPTION)
+    meta = read_metadata(folder)
+    env = build_env(meta["env_factory"], meta["env_kwargs"])
+    assert env.observation_keys == PROPRIOCEPTION and meta["pixels"] and meta["image_size"] == 16
+    ep = read_episode(list_episodes(folder)[0])
+    assert ep["observation"].shape[1] == 4 and ep["pixels"].shape == (len(ep["observation"]), 16, 16, 3)
+    assert env.reset(seed=0).tolist() == ep["observation"][0].tolist()  # layout seed 0, the first demonstration
+    states = state_observations(ep["physics"], **meta["env_kwargs"])
+    assert states.shape == (len(ep["observation"]), 12)
+    np.testing.assert_allclose(states[:, :4], ep["observation"], atol=1e-6)
+    full.reset(seed=0)
+    np.testing.assert_array_equal(states[0], full.observation())
+    dm = OfflineRLDataModule(path=folder, embedded=None, mode="chunks", chunk=H, pixels=True, val_fraction=0.0,
+                             batch_size=2)
+    dm.setup("fit")
+    batch = dm.train_dataset.__getitems__([0, 1])
+    assert dm.obs_dim == 4 and batch["future_obs"].shape == (2, H, 4) and batch["pixels"].shape == (2, 3, 16, 16)
+
+
+def test_a_rendered_demo_frame_is_the_state_it_was_recorded_with(tmp_path):
+    folder = str(tmp_path / "pixel_demos")
+    generate_demos(folder, episodes=1, seed=3, pixels=True, image_size=32, observation_keys=PROPRIOCEPTION)
+    ep = read_episode(list_episodes(folder)[0])
+    env = Push2D()
+    coords = (np.arange(32) + 0.5) / 32 * 2 - 1
+    for t in (0, len(ep["action"]) // 2, len(ep["action"])):
+        env.set_physics_state(ep["physics"][t])
+        np.testing.assert_array_equal(ep["pixels"][t], env.render(32))
+        # the agent's and the block's pixels lie around their positions (the block's may be partly behind the agent)
+        for colour, centre in (((220, 40, 40), env.agent), ((40, 90, 220), env.block)):
+            rows, cols = np.nonzero((ep["pixels"][t] == np.array(colour, dtype=np.uint8)).all(-1))
+            drawn = np.array([coords[cols].mean(), -coords[rows].mean()])
+            assert len(rows) and np.abs(drawn - centre).max() < 0.1, (t, colour, drawn, centre)
 
 
 # ------------------------------------------------------------------------------------------------ objective

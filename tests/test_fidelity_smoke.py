@@ -69,6 +69,22 @@ def test_act_jepa_fidelity_smoke():
     assert len(out["claims"]) == 2 and all(isinstance(c["holds"], bool) for c in out["claims"])
 
 
+def test_act_jepa_pixels_fidelity_smoke():
+    """The pixels setting (a 32-px top view + the agent's proprioception; the probe's target the full state), one
+    seed, 20 steps: its own result name, the proprioception-only probe beside the full-state one."""
+    out = run_script("benchmarks/fidelity/act_jepa.py", "--setting", "pixels", "--quick", "--fresh")
+    assert out["name"] == "act_jepa_push_pixels_quick" and out["seeds"] == [0]
+    assert out["config"]["setting"] == "pixels" and out["config"]["image_size"] == 32 and "top view" in out["setting"]
+    probes = {p["name"]: p for p in out["probes"]}
+    assert set(probes) == {"success_rate", "probe_rmse_5"}
+    assert all(0 <= v <= 100 for arm in probes["success_rate"]["scores"].values() for v in arm)
+    rmse = probes["probe_rmse_5"]["scores"]
+    assert set(rmse) == {"random_init", "pretrained", "act", "raw_state", "raw_proprio"}
+    assert all(0 < v < 1 for arm in rmse.values() for v in arm)
+    assert rmse["raw_state"][0] < rmse["raw_proprio"][0]  # the block and the goal are not in the proprioception
+    assert len(out["claims"]) == 2 and all(isinstance(c["holds"], bool) for c in out["claims"])
+
+
 def test_td_jepa_fidelity_smoke():
     """TD-JEPA, FB, per-task TD3 and the random policy on walker, one seed, 50 steps, and the linear-MDP claim at
     1500 steps: both results in the schema, written to the benchmark's cache."""

@@ -16,6 +16,10 @@ Dynamics (deterministic, one step)::
 Observation (float32, 12): agent position (2), agent velocity / max_speed (2), block position (2), goal (2), and
 the relative vectors block - agent (2) and goal - block (2) (as robotics benchmarks such as FetchPush include the
 object's relative position), all in about ``[-1, 1]``, so a policy needs no input normalization. Action (2): a velocity command in ``[-1, 1]``.
+``observation_keys`` picks (and orders) those parts by name (:data:`OBSERVATION_PARTS`); e.g. :data:`PROPRIOCEPTION`
+(the agent's own position and velocity, 4 floats) for a policy that must see the block and the goal in
+``render()``'s frames (ACT-JEPA's image + proprioception setting). The physics state and ``render()`` always hold
+the whole scene; :func:`state_observations` gives the full 12-d observation of recorded physics states.
 Reward: the progress of the block towards the goal in the step (previous distance - new distance), plus 1 on
 success; the episode ends on success (``success()`` is then True) or at ``time_limit`` steps.
 
@@ -32,11 +36,16 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from jepa_lightning.rl.episodes import write_episode, write_metadata
+
+# the observation's parts, 2 floats each, in the default observation's order
+OBSERVATION_PARTS = ("agent", "velocity", "block", "goal", "agent_to_block", "block_to_goal")
+PROPRIOCEPTION = ("agent", "velocity")  # what the agent knows of itself
 
 
 @dataclass(frozen=True)
@@ -49,22 +58,34 @@ class PushConfig:
     max_speed: float = 0.06
     lag: float = 0.5
     time_limit: int = 80
+    observation_keys: tuple[str, ...] | None = None  # None: every part (OBSERVATION_PARTS)
 
 
 class Push2D:
-    """The push task (implements :class:`jepa_lightning.rl.rollout.Env`, with ``success()`` and ``render()``)."""
+    """The push task (implements :class:`jepa_lightning.rl.rollout.Env`, with ``success()`` and ``render()``);
+    ``observation_keys``: the observation's parts (names of :data:`OBSERVATION_PARTS`, in the order given; None:
+    all 12 floats)."""
 
-    observation_dim = 12
     action_dim = 2
 
     def __init__(self, agent_radius: float = 0.05, block_radius: float = 0.1, tolerance: float = 0.05,
-                 max_speed: float = 0.06, lag: float = 0.5, time_limit: int = 80) -> None:
+                 max_speed: float = 0.06, lag: float = 0.5, time_limit: int = 80,
+                 observation_keys: Sequence[str] | None = None) -> None:
         if min(agent_radius, block_radius, tolerance, max_speed) <= 0 or not 0 <= lag < 1 or time_limit < 1:
             raise ValueError(
                 f"Push2D: radii, tolerance and max_speed must be > 0, lag in [0, 1), time_limit >= 1; got "
                 f"agent_radius={agent_radius}, block_radius={block_radius}, tolerance={tolerance}, "
                 f"max_speed={max_speed}, lag={lag}, time_limit={time_limit}")
-        self.config = PushConfig(agent_radius, block_radius, tolerance, max_speed, lag, int(time_limit))
+        if observation_keys is not None:
+            observation_keys = tuple(observation_keys)
+            unknown = [k for k in observation_keys if k not in OBSERVATION_PARTS]
+            if unknown or not observation_keys or len(set(observation_keys)) < len(observation_keys):
+                raise ValueError(f"Push2D: observation_keys must be distinct names of {OBSERVATION_PARTS}, got "
+                                 f"{list(observation_keys)}")
+        self.config = PushConfig(agent_radius, block_radius, tolerance, max_speed, lag, int(time_limit),
+                                 observation_keys)
+        self.observation_keys = observation_keys or OBSERVATION_PARTS
+        self.observation_dim = 2 * len(self.observation_keys)
         self.contact = agent_radius + block_radius
         self.agent = np.zeros(2)
         self.velocity = np.zeros(2)
@@ -123,9 +144,11 @@ class Push2D:
     def success(self) -> bool:
         return self.distance() < self.config.tolerance
 
-    def observation(self) -> np.ndarray:
-        return np.concatenate([self.agent, self.velocity / self.config.max_speed, self.block, self.goal,
-                               self.block - self.agent, self.goal - self.block]).astype(np.float32)
+    def observation(self, keys: Sequence[str] | None = None) -> np.ndarray:
+        """The parts ``keys`` of the current state (default: the env's ``observation_keys``), float32."""
+        parts = {"agent": self.agent, "velocity": self.velocity / self.config.max_speed, "block": self.block,
+                 "goal": self.goal, "agent_to_block": self.block - self.agent, "block_to_goal": self.goal - self.block}
+        return np.concatenate([parts[k] for k in (keys or self.observation_keys)]).astype(np.float32)
 
     def physics_state(self) -> np.ndarray:
         """``[agent x, y, velocity x, y, block x, y, goal x, y, t]`` float64."""
@@ -156,6 +179,17 @@ class Push2D:
 def make_env(**kwargs: float) -> Push2D:
     """The environment factory named in the demonstrations' metadata (``env_factory``)."""
     return Push2D(**kwargs)
+
+
+def state_observations(physics: np.ndarray, **config: float) -> np.ndarray:
+    """The full observations ``[T, 12]`` (every part) of physics states ``[T, 9]`` (e.g. an episode's
+    ``physics``, recorded with a reduced observation); ``config``: the task's parameters (``env_kwargs``)."""
+    env = Push2D(**(config | {"observation_keys": None}))
+    out = []
+    for state in np.asarray(physics):
+        env.set_physics_state(state)
+        out.append(env.observation(OBSERVATION_PARTS))
+    return np.stack(out)
 
 
 # ---------------------------------------------------------------------------------------------- expert
@@ -260,11 +294,12 @@ def collect_demos(episodes: int, seed: int = 0, noise: float = 0.1, pixels: bool
 
 
 def generate_demos(folder: str, episodes: int = 200, seed: int = 0, noise: float = 0.1, pixels: bool = False,
-                   image_size: int = 64) -> None:
+                   image_size: int = 64, observation_keys: Sequence[str] | None = None) -> None:
     """Write ``episodes`` successful expert episodes to ``folder`` (``episode_00000.npz`` ...) with a
-    ``dataset.json`` naming the task (``env_factory`` + ``env_kwargs``, so evaluation can rebuild it)."""
+    ``dataset.json`` naming the task (``env_factory`` + ``env_kwargs``, so evaluation can rebuild it, with the
+    same ``observation_keys``); ``pixels``: also store ``render(image_size)`` frames of every state."""
 
-    env = Push2D()
+    env = Push2D(observation_keys=observation_keys)
     demos, stats = collect_demos(episodes, seed=seed, noise=noise, pixels=pixels, image_size=image_size, env=env)
     for i, episode in enumerate(demos):
         write_episode(os.path.join(folder, f"episode_{i:05d}.npz"), **episode)
