@@ -89,8 +89,11 @@ def probe_entry(name: str, metric: str, scores: dict[str, list[float]], higher_i
 
 
 def claim_entry(statement: str, value: float, criterion: str, holds: bool | None) -> dict:
-    """One paper claim: its measured value, the criterion it was judged by, and the verdict (None: not judged)."""
-    return {"statement": statement, "value": round(float(value), 4), "criterion": criterion, "holds": holds}
+    """One paper claim: its measured value (4 decimals; 3 significant digits below 1e-3, so that an error of 1e-5
+    does not read 0), the criterion it was judged by, and the verdict (None: not judged)."""
+    value = float(value)
+    value = round(value, 4) if abs(value) >= 1e-3 or value == 0 else float(f"{value:.3g}")
+    return {"statement": statement, "value": value, "criterion": criterion, "holds": holds}
 
 
 def gain_claim(statement: str, better: list[float], worse: list[float], sigmas: float = 2.0) -> dict:

@@ -162,6 +162,11 @@ def write_result(runs: list[dict], args: argparse.Namespace, overrides: list[str
     notes = ("Arms: pretrained = trained with action conditioning (the method), no_actions = the same recipe "
              "trained without it, random_init = the with-actions network before training. All evaluate the "
              "online encoder and aggregator, as the paper does.")
+    r2 = [v for p in probes if p["name"] == "equivariance_r2" for arm in p["scores"].values() for v in arm]
+    if max(r2) <= 0:
+        notes += (f" Every arm's R^2 is at or below 0 (max {max(r2):.3f}): the regressor reads no relative action "
+                  "from these features, so the R^2 claims are not measurable at this size (a verdict of 'no' "
+                  "there says nothing about action conditioning).")
     return save_result(f"seq_jepa_{args.setting}" + ("_quick" if args.quick else ""), "seq-JEPA",
                        "benchmarks/fidelity/seq_jepa.py", setting, config, seeds, seconds, probes, claims, monitors,
                        notes=notes, directory=CACHE if args.quick else None)
