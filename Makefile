@@ -48,6 +48,7 @@ reproduce: install  ## paper-claim experiments at small scale (slow); results ->
 	$(PY) benchmarks/fidelity/seq_jepa.py --setting rotations
 	$(PY) benchmarks/fidelity/seq_jepa.py --setting saccades
 	$(PY) benchmarks/fidelity/act_jepa.py
+	$(PY) benchmarks/fidelity/act_jepa.py --setting pixels
 	$(PY) benchmarks/fidelity/td_jepa.py
 	$(PY) benchmarks/fidelity/ui_jepa.py
 	-bash benchmarks/fidelity/official.sh runs/official && \
