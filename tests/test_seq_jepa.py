@@ -299,7 +299,11 @@ def test_encoder_view_probes_read_the_encoder_outputs():
     got = collect(model, val, (1, 3), encoder_views=True)
     z = torch.cat([model.view_features(b["views"]) for b in val])
     assert torch.allclose(got["view_mean_1"], z[:, 0]) and torch.allclose(got["view_mean_3"], z[:, :3].mean(1))
-    assert got["pair"].shape == (128, 8) and "view_mean_1" not in collect(model, val, (1, 3))
+    assert got["pair"].shape == (256, 8) and got["rel"].shape == (256, 2)   # pairs (1, 2) and (2, 3) of 128
+    assert torch.allclose(got["pair"].view(128, 2, 8)[:, 1], z[:, 1:3].flatten(1))
+    assert torch.allclose(got["rel"].view(128, 2, 2), torch.cat([b["rel_actions"][:, :2] for b in val]))
+    short = collect(model, val, (1, 3))   # without encoder_views: views 1 and 2 only
+    assert short["pair"].shape == (128, 8) and "view_mean_1" not in short
     res = evaluate(model, train, val, (1, 3), regression_steps=20, encoder_views=True)
     assert set(res) == {"agg_linear_acc_1", "agg_linear_acc_3", "encoder_linear_acc_1", "encoder_linear_acc_3",
                         "equivariance_r2"}

@@ -5,8 +5,9 @@
 - Per-view encoder features, next to the aggregate (``encoder_views=True``): a linear classifier on the encoder
   output of a single view and on the mean of the encoder outputs of L views. They separate what the encoder
   learns from what the aggregator keeps of it.
-- Equivariance: an MLP regressing the relative transformation between two views (the action difference
-  ``rel_actions[:, 0]``, view 1 -> view 2) from the pair of their encoder outputs ``[z_1; z_2]``, scored by
+- Equivariance: an MLP regressing the relative transformation between two consecutive views (the action
+  difference ``rel_actions[:, i]``, view i -> view i + 1, over every consecutive pair of the views encoded) from
+  the pair of their encoder outputs ``[z_i; z_{i+1}]``, scored by
   the coefficient of determination R^2 on held-out sequences (:func:`regression_r2`, torchmetrics'
   ``r2_score``, averaged uniformly over the action's entries).
 
@@ -34,9 +35,10 @@ from jepa_lightning.eval.frozen_heads import fit_linear
 def collect(model: nn.Module, loader: Iterable[Any], seq_lens: Sequence[int] = (1,), datamodule: Any = None,
             device: torch.device | str | None = None, encoder_views: bool = False) -> dict[str, torch.Tensor]:
     """One pass over ``loader``: ``agg_<L>`` (the aggregate of the first L views, for each L in ``seq_lens``),
-    ``pair`` ``[N, 2D]`` (encoder outputs of views 1 and 2), ``rel`` ``[N, A]`` (their relative action) and
-    ``label``; with ``encoder_views`` also ``view_mean_<L>`` ``[N, D]``, the mean of the encoder outputs of the
-    first L views (``view_mean_1``: view 1 alone). ``datamodule.on_before_batch_transfer`` drops unreadable
+    ``pair`` ``[P * N, 2D]`` (encoder outputs of views i and i + 1) and ``rel`` ``[P * N, A]`` (their relative
+    action) for every consecutive pair among the views encoded (P = 1 without ``encoder_views``: views 1 and 2;
+    P = max(2, *seq_lens) - 1 with it), and ``label``; with ``encoder_views`` also ``view_mean_<L>`` ``[N, D]``,
+    the mean of the encoder outputs of the first L views (``view_mean_1``: view 1 alone). ``datamodule.on_before_batch_transfer`` drops unreadable
     samples when given."""
     was_training = model.training
     model.eval()
@@ -52,7 +54,9 @@ def collect(model: nn.Module, loader: Iterable[Any], seq_lens: Sequence[int] = (
             raise ValueError(f"equivariance evaluation needs sequences of at least {max(2, *seq_lens)} views, got "
                              f"{views.shape[1]}; raise the DataModule's val_seq_len")
         z = model.view_features(views[:, :max(2, *seq_lens)] if encoder_views else views[:, :2])
-        got = {"pair": z[:, :2].flatten(1), "rel": rel[:, 0], "label": batch["label"].to(device)}
+        # every consecutive pair of the views encoded, (1, 2), (2, 3), ...: [B, P, 2D] and [B, P, A]
+        pairs = torch.cat([z[:, :-1], z[:, 1:]], dim=-1)
+        got = {"pair": pairs, "rel": rel[:, :pairs.shape[1]], "label": batch["label"].to(device)}
         for n in seq_lens:
             got[f"agg_{n}"] = model.aggregate_views(views, rel, n)
             if encoder_views:
@@ -60,7 +64,8 @@ def collect(model: nn.Module, loader: Iterable[Any], seq_lens: Sequence[int] = (
         for k, v in got.items():
             out.setdefault(k, []).append(v.float().cpu() if k != "label" else v.cpu())
     model.train(was_training)
-    return {k: torch.cat(v) for k, v in out.items()}
+    got = {k: torch.cat(v) for k, v in out.items()}
+    return got | {"pair": got["pair"].flatten(0, 1), "rel": got["rel"].flatten(0, 1)}   # sequence-major
 
 
 def _standardize(xtr: torch.Tensor, xva: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
