@@ -50,6 +50,8 @@ reproduce: install  ## paper-claim experiments at small scale (slow); results ->
 	$(PY) benchmarks/fidelity/act_jepa.py
 	$(PY) benchmarks/fidelity/act_jepa.py --setting pixels
 	$(PY) benchmarks/fidelity/td_jepa.py
+	$(PY) benchmarks/fidelity/td_jepa.py --rnd 100  # the linear claim is cached from the line above
+	$(PY) benchmarks/fidelity/adl_jepa.py
 	$(PY) benchmarks/fidelity/ui_jepa.py
 	-bash benchmarks/fidelity/official.sh runs/official && \
 	IJEPA_OFFICIAL=$${IJEPA_OFFICIAL:-runs/official/ijepa} $(PY) benchmarks/fidelity/reference_parity.py && \

@@ -96,6 +96,10 @@ def test_td_jepa_fidelity_smoke():
         assert all(0 <= v[0] <= 50 for v in probe["scores"].values())  # one episode of 50 steps, rewards in [0, 1]
     assert len(walker["claims"]) == 9 and all(isinstance(c["holds"], bool) for c in walker["claims"])
     assert set(walker["monitors"]) == {"pretrained_s0", "fb_s0"}
+    coverage = walker["config"]["data_coverage"]   # what the training data show of each task's reward
+    assert set(coverage) == {"stand", "walk", "run"}
+    assert all(0 <= c["share_above_half"] <= 1 and 0 <= c["mean_reward"] <= 1 for c in coverage.values())
+    assert coverage["stand"]["mean_reward"] > coverage["run"]["mean_reward"] > 0   # lying down is not running
     assert linear["name"] == "td_jepa_linear_quick" and linear["probes"] == []
     assert len(linear["claims"]) == 2 and all(isinstance(c["holds"], bool) for c in linear["claims"])
     assert linear["claims"][0]["value"] < 0.2  # 1500 steps: ~0.04 (full: 1e-5)

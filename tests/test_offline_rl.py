@@ -258,7 +258,9 @@ def test_collect_cli(tmp_path, capsys):
     assert sorted(os.listdir(out)) == ["dataset.json", "episode_000000.npz", "episode_000001.npz"]
     for bad, message in [(["--domain", "walkr"], "unknown dm_control domain 'walkr'"),
                          (["--domain", "walker", "--task", "jog"], "unknown task 'jog'"),
-                         (["--domain", "walker", "--policy", "curious"], "unknown collection policy 'curious'")]:
+                         (["--domain", "walker", "--policy", "curious"], "unknown collection policy 'curious'"),
+                         (["--domain", "walker", "--policy", "rnd", "--rnd-update-every", "0"],
+                          "invalid RND settings: update_every=0")]:
         with pytest.raises(SystemExit) as exit_:
             cli_main(["collect", *bad, "--out", str(tmp_path / "x"), "--episodes", "1", "--no-progress"])
         err = capsys.readouterr().err

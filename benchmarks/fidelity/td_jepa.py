@@ -4,6 +4,7 @@ offline TD3 and a random policy; and the linear-MDP successor-feature analysis.
     python benchmarks/fidelity/td_jepa.py [--seeds 0 1 2] [--jobs 2]    # both claims (~20 min on 2 CPU cores)
     python benchmarks/fidelity/td_jepa.py --quick                       # smoke run (~1 min)
     python benchmarks/fidelity/td_jepa.py --skip-walker                 # claim 1 only (~1 min)
+    python benchmarks/fidelity/td_jepa.py --rnd 100                     # on RND exploration data (below)
 
 Claim 2 (zero-shot RL on walker; benchmarks/results/td_jepa_walker.json). On the embedded reward-free walker
 dataset (``OfflineRLDataModule(embedded="walker")``: its train split, 45 episodes, 45k transitions), for each seed
@@ -19,6 +20,12 @@ and with the same transitions, the same sequence of ``--batch-size`` minibatches
 * ``td3``: per-task offline TD3 (or TD3+BC with ``--td3-bc-alpha``) trained on the task's relabeled reward, same
   actor noise, batch size and steps (it sees the reward in training: a reference, not a zero-shot method);
 * ``random_init``: a uniformly random policy.
+
+With ``--rnd N`` the same arms train on N episodes of RND exploration data instead (the kind of data the paper
+uses, ExORL's RND datasets, at a far smaller size): ``jepa-lightning collect --policy rnd --seed 0``
+(``jepa_lightning/rl/rnd.py``: an online TD3 agent maximising the RND bonus, 5000 random warm-up steps), collected
+once into runs/bench_td_jepa/walker_rnd (100 episodes: ~20 min on one thread), 90 % of the episodes for training;
+the result is benchmarks/results/td_jepa_walker_rnd.json.
 
 Returns (probe per task: stand, walk, run) are over ``--episodes`` episodes of ``--time-limit`` steps (episode i
 reset with ``--eval-seed`` + i). Claims, per task: TD-JEPA's return is above twice the random policy's (the ratio
@@ -75,7 +82,8 @@ from jepa_lightning.eval.rankme import effective_rank
 from jepa_lightning.masks import step_generator
 from jepa_lightning.methods.fb import FB
 from jepa_lightning.methods.td_jepa import TDJEPA, orthonormality_loss, td_latent_loss, td_target
-from jepa_lightning.nn.rl import MLP, StateEncoder, truncated_normal_sample
+from jepa_lightning.nn.rl import MLP, StateEncoder
+from jepa_lightning.rl.td3 import TD3Networks, td3_update
 from jepa_lightning.targets import ema_update
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -266,35 +274,16 @@ def train_td3(data: dict[str, torch.Tensor], reward: torch.Tensor, args: argpars
     obs_dim, act_dim = data["obs"].shape[1], data["action"].shape[1]
     critic = MLP(obs_dim + act_dim, 1, args.hidden, 2, ensemble=2)
     actor = MLP(obs_dim, act_dim, args.hidden, 2)
-    critic_t, actor_t = copy.deepcopy(critic).requires_grad_(False), copy.deepcopy(actor).requires_grad_(False)
-    c_opt = torch.optim.Adam(critic.parameters(), lr=args.td3_lr)
-    a_opt = torch.optim.Adam(actor.parameters(), lr=args.td3_lr)
+    nets = TD3Networks(actor, critic, copy.deepcopy(actor).requires_grad_(False),
+                       copy.deepcopy(critic).requires_grad_(False), torch.optim.Adam(actor.parameters(), lr=args.td3_lr),
+                       torch.optim.Adam(critic.parameters(), lr=args.td3_lr))
     n, g = len(data["obs"]), torch.Generator().manual_seed(seed)
     not_done = 1.0 - data["terminal"].float()
     start = time.perf_counter()
     for step in range(args.steps):
         idx = torch.randint(n, (args.batch_size,), generator=g)
-        o, a, o2 = data["obs"][idx], data["action"][idx], data["next_obs"][idx]
-        with torch.no_grad():
-            a2 = truncated_normal_sample(torch.tanh(actor_t(o2)), 0.2, 0.5, g)
-            q2 = critic_t(torch.cat([o2, a2], -1)).min(0).values.squeeze(-1)  # clipped double Q
-            y = reward[idx] + args.discount * not_done[idx] * q2
-        q = critic(torch.cat([o, a], -1)).squeeze(-1)  # [2, B]
-        c_loss = (q - y).pow(2).mean(1).sum()
-        c_opt.zero_grad(set_to_none=True)
-        c_loss.backward()
-        c_opt.step()
-        if step % 2 == 0:  # delayed policy update
-            pi = torch.tanh(actor(o))
-            q_pi = critic(torch.cat([o, pi], -1))[0].squeeze(-1)
-            a_loss = -q_pi.mean()
-            if args.td3_bc_alpha > 0:
-                a_loss = args.td3_bc_alpha * a_loss / q_pi.abs().mean().detach() + (pi - a).pow(2).mean()
-            a_opt.zero_grad(set_to_none=True)
-            a_loss.backward()
-            a_opt.step()
-            ema_update(actor_t, actor, 0.995)
-        ema_update(critic_t, critic, 0.995)
+        td3_update(nets, data["obs"][idx], data["action"][idx], reward[idx], data["next_obs"][idx], not_done[idx], g,
+                   discount=args.discount, update_actor=step % 2 == 0, bc_alpha=args.td3_bc_alpha)
     return actor.eval(), time.perf_counter() - start
 
 
@@ -361,6 +350,17 @@ def cache_path(seed: int, method: str, args: argparse.Namespace) -> Path:
     return CACHE / f"{method}_s{seed}_{args.steps}st_{digest}{'_quick' if args.quick else ''}.json"
 
 
+def data_coverage(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Per task, the mean relabeled reward of the training transitions and the share above 0.5: how much of what
+    the task rewards the data show."""
+    from jepa_lightning.rl.relabel import relabel
+
+    _, data = walker_data(args.data, args.max_episodes)
+    rewards = {t: relabel("walker", t, data["next_physics"].numpy()) for t in args.tasks}
+    return {t: {"mean_reward": round(float(r.mean()), 4), "share_above_half": round(float((r > 0.5).mean()), 4)}
+            for t, r in rewards.items()}
+
+
 def twice_random_claim(task: str, td_jepa: list[float], random: list[float]) -> dict:
     """TD-JEPA's return above twice the random policy's: the ratio of means above 2 and the margin
     ``TD-JEPA - 2 x random`` above twice the combined std over seeds."""
@@ -393,9 +393,11 @@ def write_walker(runs: list[dict], args: argparse.Namespace, seconds: float) -> 
         "tasks": args.tasks, "transitions": runs[0]["transitions"], "td3": "TD3+BC" if args.td3_bc_alpha > 0 else "TD3",
         "train_seconds": {m: [by[(s, m)]["train"]["seconds"] for s in seeds] for m in AGENTS},
         "final_loss_terms": {m: [by[(s, m)]["train"] for s in seeds] for m in AGENTS}}
+    config["data_coverage"] = coverage = data_coverage(args)
     fb_ratio = {t: statistics.mean(scores("fb", t)) / max(statistics.mean(scores("random_init", t)), 1e-9)
                 for t in args.tasks}
-    setting = (f"walker, embedded reward-free data ({runs[0]['transitions']} transitions), {args.steps} steps of "
+    data = "RND exploration data" if args.rnd else "embedded reward-free data"
+    setting = (f"walker, {data} ({runs[0]['transitions']} transitions), {args.steps} steps of "
                f"batch {args.batch_size}, phi {args.phi_dim} / psi {args.psi_dim} dims, width {args.hidden}; "
                f"zero-shot z from {args.infer_samples} relabeled transitions")
     notes = ("Arms: pretrained = TD-JEPA zero-shot (z by least squares on psi); fb = forward-backward "
@@ -404,8 +406,12 @@ def write_walker(runs: list[dict], args: argparse.Namespace, seconds: float) -> 
              f"{config['td3']} trained on the task's relabeled reward (not zero-shot: a reference); random_init = a "
              "uniformly random policy (not the untrained network). FB's return over the random policy's: "
              + ", ".join(f"{t} {r:.2f}x" for t, r in fb_ratio.items()) + ". Monitors: effective rank of phi "
-             "(FB: the left encoder) and psi (FB: B) on the training minibatch.")
-    return save_result("td_jepa_walker" + ("_quick" if args.quick else ""), "TD-JEPA", "benchmarks/fidelity/td_jepa.py",
+             "(FB: the left encoder) and psi (FB: B) on the training minibatch. What the data show of each task "
+             "(mean relabeled reward of the training transitions, share above 0.5): "
+             + ", ".join(f"{t} {c['mean_reward']:.3f}, {100 * c['share_above_half']:.1f} %" for t, c in coverage.items())
+             + ".")
+    name = "td_jepa_walker" + ("_rnd" if args.rnd else "") + ("_quick" if args.quick else "")
+    return save_result(name, "TD-JEPA", "benchmarks/fidelity/td_jepa.py",
                        setting, config, seeds, seconds, probes, claims, monitors=monitors, notes=notes,
                        directory=CACHE if args.quick else None)
 
@@ -423,6 +429,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--sf-tolerance", type=float, default=1e-3)
     p.add_argument("--skip-walker", action="store_true")
     p.add_argument("--data", default=None, help="folder of walker episodes (default: the embedded dataset)")
+    p.add_argument("--rnd", type=int, default=0, metavar="EPISODES",
+                   help="train on this many episodes of RND exploration data instead (collected once into "
+                        "runs/bench_td_jepa/walker_rnd by `jepa-lightning collect --policy rnd --seed 0`, resumable; "
+                        "writes td_jepa_walker_rnd.json)")
     p.add_argument("--max-episodes", type=int, default=None)
     p.add_argument("--tasks", nargs="+", default=["stand", "walk", "run"])
     p.add_argument("--steps", type=int, default=6000, help="gradient steps of TD-JEPA, FB and each TD3")
@@ -455,6 +465,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     t0 = time.perf_counter()
     paths = []
     if not args.skip_walker:
+        if args.rnd:  # the exploration data, collected once (a rerun resumes it or finds it complete)
+            from jepa_lightning.rl.collect import collect
+
+            args.data = str(CACHE / "walker_rnd")
+            args.max_episodes = args.max_episodes or args.rnd
+            collect(args.data, "walker", policy="rnd", episodes=args.rnd, seed=0)
         walker_data(args.data, args.max_episodes)  # generates the embedded dataset once, before the workers
         jobs = [(s, m) for m in (*AGENTS, *(f"td3_{t}" for t in args.tasks)) for s in args.seeds]  # longest first
         wargs = worker_args(args) + (["--quick"] if args.quick else [])

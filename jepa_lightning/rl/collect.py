@@ -3,6 +3,7 @@ of :mod:`datamodules.offline_rl`, and the embedded walker dataset.
 
     jepa-lightning collect --domain walker --episodes 100 --policy noisy --out data/walker [--pixels]
                            [--seed 0] [--task stand] [--time-limit N] [--image-size 64]
+                           [--rnd-warmup 5000] [--rnd-update-every 2]
 
 Exploration policies (actions in ``[-1, 1]``, what the environment clips to its spec):
 
@@ -14,9 +15,12 @@ Exploration policies (actions in ``[-1, 1]``, what the environment clips to its 
   bounds after clipping); ``x_0`` is drawn from the stationary distribution. Sustained pushes move the body
   through far more of the state space (falls, kneeling, getting up, hops) than white noise.
 - ``mixed``: even episodes ``random``, odd episodes ``noisy``.
-
-No curiosity-style explorer (RND, APT) is included: those need a learned online agent, which is out of
-scope for a reward-free *data* tool; ``noisy`` is what we document and use.
+- ``rnd``: an online Random Network Distillation explorer (:mod:`jepa_lightning.rl.rnd`), the kind of agent
+  behind ExORL's RND datasets that TD-JEPA trains on: TD3 maximising the RND novelty bonus of the next state
+  (no task reward), learning as the episodes are collected (``--rnd-warmup`` steps of uniform random actions
+  first, then one update every ``--rnd-update-every`` env steps). Its episodes store the bonus as
+  ``intrinsic_reward``. It is learned, so its episodes depend on every earlier one, and it costs far more than
+  the noise policies (the updates, on the CPU).
 
 Every episode ``i`` is written to ``episode_{i:06d}.npz`` (atomically, see ``write_episode``) from the seed
 sequence ``(seed, i)``, which seeds both the environment's initial state and the policy's noise. A collection
@@ -24,9 +28,19 @@ is therefore reproducible and resumable: rerunning an interrupted command skips 
 and produces exactly the missing ones. ``dataset.json`` records the settings; rerunning into a folder collected
 with other settings is an error rather than a mixed dataset.
 
+With ``rnd`` the agent's state (networks, optimisers, normaliser statistics, step counter, the generator of its
+minibatches; :meth:`~jepa_lightning.rl.rnd.RNDExplorer.state_dict`) is saved atomically to ``rnd_state.pt``
+after every written episode. A rerun loads it, refills the replay buffer from the episodes it learned from, and
+first learns from any episode on disk it has not seen (one written just before an interruption, or all of
+them without ``rnd_state.pt``: that replays their updates), so an interrupted and resumed collection writes
+the same episodes, bit for bit, as an uninterrupted one on the same machine and torch build with the same
+number of threads (matrix products may round differently otherwise). The episodes must be collected in index
+order for that: an episode deleted from the middle and collected again is a new one (valid, not identical).
+
 Each episode stores ``observation``, ``action``, ``terminal``, ``physics`` (for relabeling any task of the
 domain with :func:`jepa_lightning.rl.relabel.relabel`), ``reward`` of the collection task (the domain's first
-task unless ``task`` is given), and ``pixels`` (every observation rendered) when asked.
+task unless ``task`` is given), ``pixels`` (every observation rendered) when asked, and with ``rnd`` the
+``intrinsic_reward`` of each step's next state under the agent at the end of the episode.
 """
 
 from __future__ import annotations
@@ -36,17 +50,20 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
 
 from jepa_lightning.rl.envs import DMCEnv, domain_tasks, make_env
-from jepa_lightning.rl.episodes import read_metadata, write_episode, write_metadata
+from jepa_lightning.rl.episodes import read_episode, read_metadata, write_episode, write_metadata
+from jepa_lightning.rl.rnd import RNDConfig, RNDExplorer
 
-POLICIES = ("random", "noisy", "mixed")
+POLICIES = ("random", "noisy", "mixed", "rnd")
+RND_STATE = "rnd_state.pt"
 NOISY_RHO, NOISY_SIGMA = 0.9, 0.6
-# settings that must match for a folder to be resumed
-_SETTINGS = ("domain", "task", "policy", "seed", "pixels", "image_size", "time_limit")
+# settings that must match for a folder to be resumed ("rnd": the RND explorer's settings, policy rnd only)
+_SETTINGS = ("domain", "task", "policy", "seed", "pixels", "image_size", "time_limit", "rnd")
 
 
 class RandomPolicy:
@@ -90,6 +107,8 @@ def make_policy(name: str, episode: int, action_dim: int, rng: np.random.Generat
         return RandomPolicy(action_dim, rng)
     if name == "noisy":
         return OrnsteinUhlenbeckPolicy(action_dim, rng)
+    if name == "rnd":
+        raise ValueError("the rnd policy is one agent for the whole collection: see collect()")
     raise ValueError(f"unknown collection policy {name!r}; available: {', '.join(POLICIES)}")
 
 
@@ -110,16 +129,21 @@ def _complete(path: str) -> bool:
 
 def run_episode(env: DMCEnv, policy: Callable, seed: int, pixels: bool,
                 on_step: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
-    """One episode of ``policy`` in ``env`` (reset with ``seed``) in the episode format."""
+    """One episode of ``policy`` in ``env`` (reset with ``seed``) in the episode format. A policy with an
+    ``observe(obs, action, next_obs, terminal)`` method (a learning agent) is shown every transition."""
     if callable(getattr(policy, "reset", None)):
         policy.reset()
+    observe = getattr(policy, "observe", None)
     obs = env.reset(seed=seed)
     observations, physics, actions, rewards = [obs], [env.physics_state()], [], []
     frames = [env.render()] if pixels else []
     done = False
     while not done:
         action = np.clip(np.asarray(policy(obs), dtype=np.float64), env.action_low, env.action_high)
+        last = obs
         obs, reward, done = env.step(action)
+        if observe is not None:
+            observe(last, action, obs, env.terminated)
         observations.append(obs)
         physics.append(env.physics_state())
         actions.append(action)
@@ -164,10 +188,12 @@ def _progress(enabled: bool, total: int | None, description: str) -> Any:
 
 def collect(folder: str, domain: str, task: str | None = None, policy: str = "noisy", episodes: int = 100,
             seed: int = 0, pixels: bool = False, image_size: int = 64, time_limit: int | None = None,
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True, rnd: RNDConfig | None = None) -> dict[str, Any]:
     """Collect ``episodes`` reward-free episodes of ``policy`` in ``domain`` into ``folder`` (see the module
-    docstring); episodes already there are kept. Returns ``{"folder", "episodes", "transitions", "collected",
-    "skipped", "seconds", "steps_per_second"}`` (rates over the newly collected steps)."""
+    docstring); episodes already there are kept. ``rnd``: the RND explorer's settings (default
+    :class:`~jepa_lightning.rl.rnd.RNDConfig()`; ``policy="rnd"`` only). Returns ``{"folder", "episodes",
+    "transitions", "collected", "skipped", "seconds", "steps_per_second"}`` (rates over the newly collected
+    steps, including the agent's updates) and with ``rnd`` the agent's ``"rnd_steps"`` and ``"rnd_updates"``."""
     tasks = domain_tasks(domain)
     task = tasks[0] if task is None else task
     if policy not in POLICIES:
@@ -175,8 +201,13 @@ def collect(folder: str, domain: str, task: str | None = None, policy: str = "no
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
 
+    if rnd is not None and policy != "rnd":
+        raise ValueError(f"RND settings given for policy {policy!r}; they are for policy 'rnd'")
     settings = {"domain": domain, "task": task, "policy": policy, "seed": seed, "pixels": pixels,
                 "image_size": image_size if pixels else None, "time_limit": time_limit}
+    if policy == "rnd":
+        rnd = rnd or RNDConfig()
+        settings["rnd"] = asdict(rnd)
     old = read_metadata(folder) if os.path.isdir(folder) else {}
     clash = {k: (old[k], v) for k, v in settings.items() if k in old and old[k] != v}
     if clash:
@@ -189,6 +220,11 @@ def collect(folder: str, domain: str, task: str | None = None, policy: str = "no
                    action_dim=env.action_dim, noisy={"rho": NOISY_RHO, "sigma": NOISY_SIGMA},
                    episodes=max(episodes, int(old.get("episodes", 0))))
     total = None if env.max_steps is None else len(todo) * env.max_steps
+    explorer = None
+    if policy == "rnd" and todo:
+        pending = set(todo)
+        written = [i for i in range(max(episodes, int(old.get("episodes", 0)))) if i not in pending]
+        explorer = _rnd_explorer(folder, env, rnd, seed, written)
     bar = _progress(progress and bool(todo), total, f"{domain}/{task} {policy}")
     steps, start = 0, time.perf_counter()
     try:
@@ -198,20 +234,48 @@ def collect(folder: str, domain: str, task: str | None = None, policy: str = "no
             seq = np.random.SeedSequence([seed, i])
             env_seed = int(seq.generate_state(1)[0])
             rng = np.random.default_rng(seq.spawn(1)[0])
-            pol = make_policy(policy, i, env.action_dim, rng)
+            if explorer is not None:
+                explorer.rng = rng
+            pol = explorer if explorer is not None else make_policy(policy, i, env.action_dim, rng)
             on_step = (lambda: bar.advance(bar.task_ids[0])) if bar is not None else None
             episode = run_episode(env, pol, env_seed, pixels, on_step)
+            if explorer is not None:
+                episode["intrinsic_reward"] = explorer.intrinsic_reward(episode["observation"][1:])
             episode_steps = len(episode["action"])
             write_episode(episode_path(folder, i), **episode)
+            if explorer is not None:
+                explorer.episodes.append(i)
+                explorer.save(os.path.join(folder, RND_STATE))
             steps += episode_steps
     finally:
         if bar is not None:
             bar.stop()
     seconds = time.perf_counter() - start
     transitions = sum(_steps(episode_path(folder, i)) for i in range(episodes))
-    return {"folder": folder, "episodes": episodes, "transitions": transitions, "collected": len(todo),
-            "skipped": episodes - len(todo), "seconds": seconds,
-            "steps_per_second": steps / seconds if steps else None}
+    out = {"folder": folder, "episodes": episodes, "transitions": transitions, "collected": len(todo),
+           "skipped": episodes - len(todo), "seconds": seconds,
+           "steps_per_second": steps / seconds if steps else None}
+    if explorer is not None:
+        out |= {"rnd_steps": explorer.step, "rnd_updates": explorer.updates}
+    return out
+
+
+def _rnd_explorer(folder: str, env: DMCEnv, config: RNDConfig, seed: int, written: list[int]) -> RNDExplorer:
+    """The RND explorer of ``folder``: from ``rnd_state.pt`` if there (its replay buffer refilled from the episodes
+    it learned from), then taught every complete episode of ``written`` it has not learned from, in order."""
+    explorer = RNDExplorer(env.observation_dim, env.action_dim, config, seed=seed)
+    state = os.path.join(folder, RND_STATE)
+    if os.path.isfile(state):
+        explorer.load(state)
+    seen = set(explorer.episodes)
+    for i in explorer.episodes:
+        if _complete(episode_path(folder, i)):
+            explorer.add_episode(read_episode(episode_path(folder, i)))
+    for i in written:
+        if i not in seen and _complete(episode_path(folder, i)):
+            explorer.absorb(read_episode(episode_path(folder, i)))
+            explorer.episodes.append(i)
+    return explorer
 
 
 def _steps(path: str) -> int:
@@ -242,11 +306,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--time-limit", type=int, default=None, help="env steps per episode (default: suite's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    defaults = RNDConfig()
+    parser.add_argument("--rnd-warmup", type=int, default=defaults.warmup,
+                        help="rnd: env steps of uniform random actions before the agent acts and learns")
+    parser.add_argument("--rnd-update-every", type=int, default=defaults.update_every,
+                        help="rnd: env steps per agent update")
     args = parser.parse_args(argv)
     try:
+        rnd = None
+        if args.policy == "rnd":
+            rnd = replace(defaults, warmup=args.rnd_warmup, update_every=args.rnd_update_every)
         out = collect(args.out, args.domain, task=args.task, policy=args.policy, episodes=args.episodes,
                       seed=args.seed, pixels=args.pixels, image_size=args.image_size, time_limit=args.time_limit,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, rnd=rnd)
     except (ValueError, RuntimeError, ImportError, FileNotFoundError) as err:
         print(f"jepa-lightning collect: error: {err}", file=sys.stderr)
         return 2

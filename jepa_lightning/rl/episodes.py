@@ -3,16 +3,17 @@ scripted experts and user tools write, and what :class:`datamodules.offline_rl.O
 
 The format, one episode per file (``.npz``, or ``.h5``/``.hdf5`` with one dataset per key), ``T`` steps:
 
-============== ======================= ===========================================================
-key            shape, dtype            meaning
-============== ======================= ===========================================================
-observation    ``[T+1, obs_dim]`` f32  flat state observation before each step, and after the last
-action         ``[T, act_dim]`` f32    action taken at each step
-terminal       ``[T]`` bool            the step ended in a terminal state (no bootstrapping after it)
-physics        ``[T+1, P]`` f64        simulator state (e.g. MuJoCo qpos/qvel) for reward relabeling
-pixels         ``[T+1, H, W, C]`` u8   rendered frames (optional)
-reward         ``[T]`` f32             reward of the task the data was collected for (optional)
-============== ======================= ===========================================================
+================ ======================= ===================================================================
+key              shape, dtype            meaning
+================ ======================= ===================================================================
+observation      ``[T+1, obs_dim]`` f32  flat state observation before each step, and after the last
+action           ``[T, act_dim]`` f32    action taken at each step
+terminal         ``[T]`` bool            the step ended in a terminal state (no bootstrapping after it)
+physics          ``[T+1, P]`` f64        simulator state (e.g. MuJoCo qpos/qvel) for reward relabeling
+pixels           ``[T+1, H, W, C]`` u8   rendered frames (optional)
+reward           ``[T]`` f32             reward of the task the data was collected for (optional)
+intrinsic_reward ``[T]`` f32             exploration bonus of each step (optional; ``collect --policy rnd``)
+================ ======================= ===================================================================
 
 ``observation`` and ``action`` are required; ``terminal`` defaults to all ``False`` (dm_control episodes
 end by time limit only). ``next observation`` is ``observation[1:]``: storing ``T+1`` rows keeps each row
@@ -33,12 +34,13 @@ import numpy as np
 
 EPISODE_SUFFIXES = (".npz", ".h5", ".hdf5")
 REQUIRED_KEYS = ("observation", "action")
-OPTIONAL_KEYS = ("terminal", "physics", "pixels", "reward")
+OPTIONAL_KEYS = ("terminal", "physics", "pixels", "reward", "intrinsic_reward")
 METADATA_FILE = "dataset.json"
 # per key: (dtype stored, rows relative to T: 1 -> T+1 rows, 0 -> T rows, minimum ndim)
 _SPEC: dict[str, tuple[Any, int, int]] = {
     "observation": (np.float32, 1, 2), "action": (np.float32, 0, 2), "terminal": (np.bool_, 0, 1),
     "physics": (np.float64, 1, 2), "pixels": (np.uint8, 1, 4), "reward": (np.float32, 0, 1),
+    "intrinsic_reward": (np.float32, 0, 1),
 }
 
 # keys with one row per step (T rows) rather than per state (T+1 rows)
@@ -63,7 +65,7 @@ def _checked(arrays: Mapping[str, np.ndarray], where: str) -> dict[str, np.ndarr
                                  f"{np.shape(arrays['action'])}")
     for key, value in arrays.items():
         if key not in _SPEC:
-            continue  # extra keys are allowed (and ignored)
+            continue  # extra keys are allowed (and dropped)
         dtype, extra, ndim = _SPEC[key]
         value = np.asarray(value)
         if value.ndim != ndim:
