@@ -1,6 +1,7 @@
 """OccupancyMAE (AD-L-JEPA's occupancy-reconstruction baseline): decoder geometry, masking, the loss's cells on
 hand-made tensors, learning on a fixed batch, and the AD-L-JEPA benchmark's smoke run."""
 
+import json
 
 import pytest
 import torch
@@ -136,23 +137,28 @@ def test_a_few_steps_on_a_fixed_batch_reduce_the_loss():
 def test_adl_jepa_benchmark_quick(tmp_path):
     out = run_script("benchmarks/fidelity/adl_jepa.py", "--quick", "--out", str(tmp_path / "out"),
                      "--cache-dir", str(tmp_path / "cache"))
-    claims = out["claims"]
-    assert set(claims) == {"1_pretraining_helps_detection", "2_collapse_without_variance_term",
-                           "3_predictions_separate_empty_from_occupied", "4_cheaper_than_occupancy_mae"}
-    c1 = claims.pop("1_pretraining_helps_detection")
-    if "skipped" not in c1:                                          # the detector module exists
-        assert isinstance(c1["holds"], bool)
-        assert all(0.0 <= c1["val_map"]["0.5"][init]["mean"] <= 1.0 for init in ("pretrained", "scratch"))
-    assert all(isinstance(c["holds"], bool) for c in claims.values())
-    c2 = claims["2_collapse_without_variance_term"]
-    assert 0.0 <= c2["beta0"]["final_fraction_below"]["mean"] <= 1.0 and c2["beta1"]["final_std"]["mean"] > 0
-    c3 = claims["3_predictions_separate_empty_from_occupied"]
-    assert 0.0 <= c3["random"]["miou"]["mean"] <= 1.0 and c3["cells"] > 0
-    c4 = claims["4_cheaper_than_occupancy_mae"]
-    for grid in ("tiny",):                                           # --quick: the tiny grid only
-        for method in ("adl_jepa", "occupancy_mae"):
-            r = c4[grid][method]
-            assert r["ms_per_step"] > 0 and r["peak_mib"] > 0 and r["gflop_per_step"] > 0
-        assert c4[grid]["time_ratio"] > 0 and c4[grid]["memory_ratio"] > 0
-    # a rerun reuses the cached runs
+    # the common result schema (benchmarks/fidelity/common.py), written under --out with --quick
+    assert out["schema"] == 1 and out["name"] == "adl_jepa_lidar_quick" and out["variant"] == "AD-L-JEPA"
+    assert out["seeds"] == [0] and out["seconds"] > 0 and out["config"]["fractions"] == [0.5]
+    assert json.loads((tmp_path / "out" / "adl_jepa_lidar_quick.json").read_text()) == out
+    probes = {p["name"]: p for p in out["probes"]}
+    assert set(probes) == {"detect_map_50", "teacher_std", "teacher_dims_below_gamma", "masked_2means_iou"}
+    for probe in probes.values():                                    # one score per seed, every arm
+        assert {"random_init", "pretrained"} <= set(probe["scores"])
+        assert all(len(v) == 1 for v in probe["scores"].values())
+    assert all(0.0 <= v[0] <= 1.0 for v in probes["detect_map_50"]["scores"].values())
+    assert set(probes["teacher_std"]["scores"]) == {"random_init", "pretrained", "beta_0"}
+    assert all(v[0] > 0 for v in probes["teacher_std"]["scores"].values())
+    assert all(0.0 <= v[0] <= 1.0 for v in probes["masked_2means_iou"]["scores"].values())
+    claims = [c["statement"] for c in out["claims"]]
+    assert [s[:3] for s in claims] == ["(1)"] * 3 + ["(2)"] * 4 + ["(3)"] * 2 + ["(4)"] * 2, claims
+    assert all(isinstance(c["holds"], bool) for c in out["claims"] if "not judged" not in c["criterion"])
+    time_ratio, memory_ratio = (c["value"] for c in out["claims"][-2:])  # --quick: the tiny grid only
+    assert time_ratio > 0 and memory_ratio > 0 and "160 x 160 x 6" in claims[-1]
+    assert set(out["monitors"]) == {"beta0_s0", "beta1_s0"}
+    curve = out["monitors"]["beta1_s0"]["teacher_std"]
+    assert [step for step, _ in curve] == [0, 2, 4] and curve[0][1] == pytest.approx(probes["teacher_std"]["scores"]["random_init"][0], abs=1e-4)
+    for method in ("adl_jepa", "occupancy_mae"):                     # the cached units
+        cost = json.loads((tmp_path / "out" / f"cost_{method}_tiny.json").read_text())
+        assert cost["ms_per_step"] > 0 and cost["peak_mib"] > 0 and cost["gflop_per_step"] > 0
     assert (tmp_path / "out" / "pretrain_beta1_n4_s0.json").is_file()

@@ -104,6 +104,18 @@ def gain_claim(statement: str, better: list[float], worse: list[float], sigmas: 
                        bool(diff > sigmas * spread))
 
 
+def paired_gain_claim(statement: str, better: list[float], worse: list[float], sigmas: float = 2.0) -> dict:
+    """`better` beats `worse` seed by seed: the mean of the per-seed differences above `sigmas` x their std. For
+    arms that share everything a seed draws (data subset, split, masks) but the treatment, where the seeds'
+    common variation would otherwise swamp an unpaired comparison."""
+    if len(better) != len(worse):
+        raise ValueError(f"paired claim needs one score per seed in both arms, got {len(better)} and {len(worse)}")
+    diffs = [b - w for b, w in zip(better, worse)]
+    diff, spread = statistics.mean(diffs), summary(diffs)["std"]
+    return claim_entry(statement, diff, f"> {sigmas:g} x std of the per-seed differences ({sigmas * spread:.3g})",
+                       bool(diff > sigmas * spread))
+
+
 def save_result(name: str, variant: str, benchmark: str, setting: str, config: dict, seeds: list[int],
                 seconds: float, probes: list[dict], claims: list[dict], monitors: dict | None = None,
                 notes: str = "", directory: Path | None = None) -> Path:
