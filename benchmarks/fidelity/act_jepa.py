@@ -254,7 +254,7 @@ def write_result(runs: list[dict], args: argparse.Namespace, seconds: float) -> 
                   "proprioception, as in the paper; the probe's target is the full 12-d state. raw_proprio = the "
                   "probe on the policy's proprioceptive input alone (no pixels).")
     name = "act_jepa_push" + ("_pixels" if uses_pixels(args) else "") + ("_quick" if args.quick else "")
-    return save_result(name, "ACT-JEPA", "benchmarks/fidelity/act_jepa.py", setting, config, seeds, seconds, probes,
+    return save_result(name, "ACT-JEPA", f"benchmarks/fidelity/act_jepa.py --setting {args.setting}", setting, config, seeds, seconds, probes,
                        claims, notes=notes, directory=CACHE if args.quick else None)
 
 

@@ -174,7 +174,7 @@ def write_result(runs: list[dict], args: argparse.Namespace, overrides: list[str
                   "from these features, so the R^2 claims are not measurable at this size (a verdict of 'no' "
                   "there says nothing about action conditioning).")
     return save_result(f"seq_jepa_{args.setting}" + ("_quick" if args.quick else ""), "seq-JEPA",
-                       "benchmarks/fidelity/seq_jepa.py", setting, config, seeds, seconds, probes, claims, monitors,
+                       f"benchmarks/fidelity/seq_jepa.py --setting {args.setting}", setting, config, seeds, seconds, probes, claims, monitors,
                        notes=notes, directory=CACHE if args.quick else None)
 
 

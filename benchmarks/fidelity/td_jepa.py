@@ -4,7 +4,7 @@ offline TD3 and a random policy; and the linear-MDP successor-feature analysis.
     python benchmarks/fidelity/td_jepa.py [--seeds 0 1 2] [--jobs 2]    # both claims (~20 min on 2 CPU cores)
     python benchmarks/fidelity/td_jepa.py --quick                       # smoke run (~1 min)
     python benchmarks/fidelity/td_jepa.py --skip-walker                 # claim 1 only (~1 min)
-    python benchmarks/fidelity/td_jepa.py --rnd 100                     # on RND exploration data (below)
+    python benchmarks/fidelity/td_jepa.py --rnd 100 --seeds 0 1 2 3 4   # on RND exploration data (below)
 
 Claim 2 (zero-shot RL on walker; benchmarks/results/td_jepa_walker.json). On the embedded reward-free walker
 dataset (``OfflineRLDataModule(embedded="walker")``: its train split, 45 episodes, 45k transitions), for each seed
@@ -411,7 +411,9 @@ def write_walker(runs: list[dict], args: argparse.Namespace, seconds: float) -> 
              + ", ".join(f"{t} {c['mean_reward']:.3f}, {100 * c['share_above_half']:.1f} %" for t, c in coverage.items())
              + ".")
     name = "td_jepa_walker" + ("_rnd" if args.rnd else "") + ("_quick" if args.quick else "")
-    return save_result(name, "TD-JEPA", "benchmarks/fidelity/td_jepa.py",
+    command = "benchmarks/fidelity/td_jepa.py" + (f" --rnd {args.rnd} --seeds {' '.join(map(str, seeds))}"
+                                                   if args.rnd else "")
+    return save_result(name, "TD-JEPA", command,
                        setting, config, seeds, seconds, probes, claims, monitors=monitors, notes=notes,
                        directory=CACHE if args.quick else None)
 
