@@ -55,10 +55,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 import lightning as L
@@ -306,10 +306,6 @@ def work(args: argparse.Namespace, kind: str, *key: Any) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- result
-def mean(values: list[float]) -> float:
-    return statistics.mean(values)
-
-
 def write_result(args: argparse.Namespace, runs: dict[tuple, dict], seconds: float) -> Path:
     seeds, probes, claims, notes = args.seeds, [], [], []
     pre = {(b, s): runs[("pretrain", b, s)] for b in (0.0, 1.0) for s in seeds if ("pretrain", b, s) in runs}

@@ -220,15 +220,17 @@ class RNDExplorer:
             return self.rnd.reward(self.rnd.error(x)).numpy()
 
     def add_episode(self, episode: dict[str, np.ndarray]) -> None:
-        """Put an episode's transitions in the replay buffer only (the agent already learned from them)."""
-        obs, terminal = episode["observation"], episode.get("terminal", np.zeros(len(episode["action"]), np.bool_))
-        self.replay.add(obs[:-1], episode["action"], obs[1:], terminal)
+        """Put an episode's transitions (as :func:`~jepa_lightning.rl.episodes.read_episode` returns it) in the
+        replay buffer only (the agent already learned from them)."""
+        obs = episode["observation"]
+        self.replay.add(obs[:-1], episode["action"], obs[1:], episode["terminal"])
 
     def absorb(self, episode: dict[str, np.ndarray]) -> None:
-        """Learn from an episode collected elsewhere: its transitions through :meth:`observe`, updates included."""
-        obs, terminal = episode["observation"], episode.get("terminal", np.zeros(len(episode["action"]), np.bool_))
-        for t in range(len(episode["action"])):
-            self.observe(obs[t], episode["action"][t], obs[t + 1], bool(terminal[t]))
+        """Learn from an episode collected elsewhere (as ``read_episode`` returns it): its transitions through
+        :meth:`observe`, updates included."""
+        obs, action, terminal = episode["observation"], episode["action"], episode["terminal"]
+        for t in range(len(action)):
+            self.observe(obs[t], action[t], obs[t + 1], bool(terminal[t]))
 
     def _networks(self) -> dict[str, nn.Module]:
         return {"rnd": self.rnd, "actor": self.actor, "critic": self.critic, "actor_t": self.actor_t,
