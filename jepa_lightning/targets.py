@@ -10,13 +10,18 @@ from torch import nn
 from torch.distributed.tensor import DTensor
 
 from jepa_lightning.eval.checkpoint import load_encoder_weights
-from jepa_lightning.optim import linear
+from jepa_lightning.optim import cosine, linear
+
+EMA_SCHEDULES = ("linear", "cosine")
 
 
-def ema_momentum(update: int, total: int, start: float, end: float, average_start: bool = True) -> float:
+def ema_momentum(update: int, total: int, start: float, end: float, average_start: bool = True,
+                 schedule: str = "linear") -> float:
     """The EMA momentum of the teacher's `update`-th update (1-based: the first optimizer step makes update 1).
 
-    The paper's schedule is linear from `start` to `end` over the `total` updates of the run. Its flaw in a
+    The paper's schedule is linear from `start` to `end` over the `total` updates of the run (I-JEPA, V-JEPA);
+    `schedule="cosine"` rises along a half cosine instead (BYOL's, which seq-JEPA's reference code uses: 1 - (1 -
+    start) (cos(pi t) + 1) / 2 for end 1, per epoch there, per update here). The linear schedule's flaw in a
     short run: the teacher keeps prod(momenta) of its random initialisation (0.64 after 880 updates at 0.999;
     ~0 after the paper's 375k), and the probes evaluate the teacher. With `average_start` the momentum is
     at most 1 - 1/update, so the teacher starts as the plain running average of the students it has seen
@@ -25,19 +30,26 @@ def ema_momentum(update: int, total: int, start: float, end: float, average_star
     never holds more of the past than the plain average of the students, no trace of the initialisation
     survives at any run length, and a long run follows the paper's schedule but for its first few hundred and
     last few steps. (A short run's teacher may be the running average throughout: 880 updates at 0.996.)"""
-    m = linear(update - 1, total, start, end)
+    if schedule not in EMA_SCHEDULES:
+        raise ValueError(f"EMA schedule must be one of {EMA_SCHEDULES}, got {schedule!r}")
+    m = (linear if schedule == "linear" else cosine)(update - 1, total, start, end)
     return min(m, 1.0 - 1.0 / update) if average_start and update >= 1 else m
 
 
-def ema_init_share(updates: int, total: int, start: float, end: float, average_start: bool = True) -> float:
+def ema_init_share(updates: int, total: int, start: float, end: float, average_start: bool = True,
+                   schedule: str = "linear") -> float:
     """The share of its initialisation an EMA teacher still holds after `updates` updates: prod of the momenta
     (0 once a momentum was 0, as with `average_start`). Computed in one vectorized pass (exact at any step)."""
     if updates < 1:
         return 1.0
     if average_start:
         return 0.0
-    k = torch.arange(updates, dtype=torch.float64)
-    m = start + (k / max(total, 1)).clamp(0.0, 1.0) * (end - start)
+    if schedule not in EMA_SCHEDULES:
+        raise ValueError(f"EMA schedule must be one of {EMA_SCHEDULES}, got {schedule!r}")
+    t = (torch.arange(updates, dtype=torch.float64) / max(total, 1)).clamp(0.0, 1.0)
+    if schedule == "cosine":
+        t = 0.5 * (1.0 - torch.cos(math.pi * t))
+    m = start + t * (end - start)
     return math.exp(float(torch.log(m).sum())) if bool((m > 0).all()) else 0.0
 
 

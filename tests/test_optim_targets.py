@@ -103,21 +103,37 @@ def test_frozen_teacher_loads_a_checkpoint(tmp_path):
         FrozenTeacher(nn.Linear(3, 3), checkpoint=str(tmp_path / "missing.ckpt"))
 
 
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
 @pytest.mark.parametrize("average_start", [False, True])
-def test_ema_init_share_is_the_product_of_the_applied_momenta(average_start):
+def test_ema_init_share_is_the_product_of_the_applied_momenta(average_start, schedule):
     """A teacher that starts at 1 and follows a student held at 0 keeps exactly the init's share: after k
     updates with the schedule's momenta it equals ema_init_share(k)."""
     total, start, end = 880, 0.999, 1.0
     teacher, student = nn.Linear(1, 1, bias=False), nn.Linear(1, 1, bias=False)
     nn.init.ones_(teacher.weight), nn.init.zeros_(student.weight)
     for k in range(1, total + 1):
-        ema_update(teacher, student, ema_momentum(k, total, start, end, average_start))
-        if k in (1, 10, 880):
-            assert teacher.weight.item() == pytest.approx(ema_init_share(k, total, start, end, average_start),
-                                                          rel=1e-4, abs=1e-12)
-    # the audit's number: the paper's schedule at 0.999 -> 1 keeps ~0.64 of the init after 880 updates
+        ema_update(teacher, student, ema_momentum(k, total, start, end, average_start, schedule))
+        if k in (1, 10, 440, 880):
+            assert teacher.weight.item() == pytest.approx(
+                ema_init_share(k, total, start, end, average_start, schedule), rel=1e-4, abs=1e-12)
+    # the audit's number: the paper's schedule at 0.999 -> 1 keeps ~0.64 of the init after 880 updates; the
+    # half cosine has the same mean momentum, so about as much survives the whole run, but less at mid-run
     assert ema_init_share(total, total, start, end, average_start=False) == pytest.approx(0.644, abs=0.01)
-    assert ema_init_share(0, total, start, end, average_start) == 1.0
+    assert ema_init_share(total, total, start, end, False, "cosine") == pytest.approx(0.644, abs=0.01)
+    assert ema_init_share(440, total, start, end, False, "cosine") < ema_init_share(440, total, start, end, False)
+    assert ema_init_share(0, total, start, end, average_start, schedule) == 1.0
+
+
+def test_ema_cosine_schedule_is_the_references_half_cosine():
+    """seq-JEPA's reference: momentum 1 - (1 - base) (cos(pi t) + 1) / 2 at the fraction t of training."""
+    total, base = 1000, 0.996
+    for k in (1, 251, 500, 800, 1001):
+        t = (k - 1) / total
+        expected = 1 - (1 - base) * (math.cos(math.pi * t) + 1) / 2
+        assert ema_momentum(k, total, base, 1.0, average_start=False, schedule="cosine") == pytest.approx(expected)
+    assert ema_momentum(500, total, base, 1.0, schedule="cosine") < ema_momentum(500, total, base, 1.0)
+    with pytest.raises(ValueError, match="EMA schedule must be one of .*'step'"):
+        ema_momentum(5, total, base, 1.0, schedule="step")
 
 
 def test_ema_momentum_average_start_then_the_papers_schedule():

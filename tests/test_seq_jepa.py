@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import ROOT, run_script
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
@@ -174,6 +175,29 @@ def test_aggregator_hides_the_held_out_action_and_the_predictor_uses_it():
         SeqJEPA(SmallResNet(widths=(8,), depths=(1,)), action_dim=3, action_embed_dim=6, agg_heads=4)
 
 
+def test_post_norm_aggregator_is_the_references_block():
+    """agg_norm="post": torch's post-norm ReLU encoder layers (dropout in training only) and a final LayerNorm; the
+    held-out action stays hidden from it as from the pre-norm aggregator."""
+    model = tiny_model(agg_norm="post", agg_dropout=0.1)
+    encoder, norm = model.aggregator
+    layers = list(encoder.layers)
+    assert len(layers) == 2 and isinstance(norm, torch.nn.LayerNorm)
+    assert all(not layer.norm_first and layer.activation is F.relu and layer.dropout.p == 0.1 for layer in layers)
+    views, rel = torch.randn(6, 4, 3, 12, 12), torch.randn(6, 3, 6)
+    changed = rel.clone()
+    changed[:, 2] = torch.randn(6, 6)
+    model.eval()
+    agg_a, agg_b = model.forward_loss(views, rel)[2], model.forward_loss(views, changed)[2]
+    assert torch.allclose(agg_a, agg_b, atol=1e-6) and agg_a.shape == (6, model.dim + 8)
+    assert torch.allclose(agg_a, model.forward_loss(views, rel)[2])          # eval: no dropout
+    model.train()
+    assert not torch.allclose(model.forward_loss(views, rel)[2], model.forward_loss(views, rel)[2])
+    with pytest.raises(ValueError, match="agg_norm must be 'pre' or 'post', got 'mid'"):
+        tiny_model(agg_norm="mid")
+    with pytest.raises(ValueError, match="agg_dropout=0.1 applies to agg_norm='post' blocks only"):
+        tiny_model(agg_dropout=0.1)
+
+
 def test_target_norm_batch_uses_the_target_views_statistics():
     """target_norm="batch" (the reference's train-mode target ResNet): the target is the teacher with BatchNorm on
     the batch's statistics; its running statistics and eval mode are untouched. "running" uses the running ones."""
@@ -259,7 +283,8 @@ def test_benchmark_quick_smoke():
         assert set(probe["scores"]) == {"random_init", "pretrained", "no_actions"}
     assert all(0 <= v <= 100 for v in probes["aggregate_linear_3"]["scores"]["pretrained"])
     assert all(v <= 1 for v in probes["equivariance_r2"]["scores"]["no_actions"])
-    assert len(out["claims"]) == 5 and all(isinstance(c["holds"], bool) for c in out["claims"])
+    assert len(out["claims"]) == 6 and all(isinstance(c["holds"], bool) for c in out["claims"])
+    assert "seed by seed" in out["claims"][1]["statement"]  # the paired R^2 claim beside the unpaired one
     assert set(out["monitors"]) == {"with_actions_s0", "no_actions_s0"}
     assert out["monitors"]["with_actions_s0"]["train/loss"]
 

@@ -18,7 +18,7 @@ from jepa_lightning.distributed import bf16_policy, shard_module
 from jepa_lightning.eval.rankme import RankMe, position_and_sample_shares
 from jepa_lightning.masks import step_generator
 from jepa_lightning.optim import adamw_warmup_cosine
-from jepa_lightning.targets import EMATeacher, TargetNetwork, ema_init_share, ema_momentum
+from jepa_lightning.targets import EMA_SCHEDULES, EMATeacher, TargetNetwork, ema_init_share, ema_momentum
 
 
 class StepOutput(NamedTuple):
@@ -46,8 +46,10 @@ class JEPAModule(LightningModule):
             first `warmup` fraction of optimizer steps, then follows a cosine to `final_lr`.
         weight_decay, final_weight_decay: cosine schedule of AdamW's decay (matrices only).
         betas: AdamW betas.
-        ema: EMA momentum of the teacher, linear from the first to the second value over training;
+        ema: EMA momentum of the teacher, from the first to the second value over training;
             `None` for a method without an EMA teacher.
+        ema_schedule: the momentum's path between them: `linear` (I-JEPA, V-JEPA) or `cosine` (a half cosine,
+            BYOL's; seq-JEPA's reference code).
         ema_average_start: the teacher starts as the running average of the students (momentum at most
             1 - 1/k at update k; `jepa_lightning.targets.ema_momentum`), so no share of its random init
             survives in a run of any length; False: the paper's schedule as such (a short run's teacher is then
@@ -65,7 +67,8 @@ class JEPAModule(LightningModule):
                  start_lr: float = 2e-4, final_lr: float = 1e-6, warmup: float = 0.1,
                  weight_decay: float = 0.04, final_weight_decay: float = 0.4,
                  betas: tuple[float, float] = (0.9, 0.999), ema: tuple[float, float] | None = (0.996, 1.0),
-                 ema_average_start: bool = True, eval_encoder: str = "teacher", mask_seed: int = 0,
+                 ema_schedule: Literal["linear", "cosine"] = "linear", ema_average_start: bool = True,
+                 eval_encoder: str = "teacher", mask_seed: int = 0,
                  nonfinite: Literal["raise", "skip"] = "raise") -> None:
         super().__init__()
         if not 0.0 <= warmup < 1.0:
@@ -82,7 +85,9 @@ class JEPAModule(LightningModule):
         self.lr, self.start_lr, self.final_lr, self.warmup = lr, start_lr, final_lr, warmup
         self.weight_decay, self.final_weight_decay, self.betas = weight_decay, final_weight_decay, tuple(betas)
         self.ema = tuple(ema) if ema is not None else None
-        self.ema_average_start = ema_average_start
+        if ema_schedule not in EMA_SCHEDULES:
+            raise ValueError(f"ema_schedule must be one of {EMA_SCHEDULES}, got {ema_schedule!r}")
+        self.ema_average_start, self.ema_schedule = ema_average_start, ema_schedule
         self.encoder, self.predictor = encoder, predictor
         self.teacher = EMATeacher(encoder) if ema is not None else None
         self.rankme = RankMe()
@@ -187,7 +192,7 @@ class JEPAModule(LightningModule):
         if isinstance(self.teacher, EMATeacher):
             self.log("train/ema", self.ema_momentum(self.global_step + 1), batch_size=bs)
             self.log("train/ema_init_share", ema_init_share(self.global_step, self.total_steps, *self.ema,
-                                                            self.ema_average_start), batch_size=bs)
+                                                            self.ema_average_start, self.ema_schedule), batch_size=bs)
 
     # ---------------------------------------------------- optimizer, teacher
     def trainable_modules(self) -> list[nn.Module]:
@@ -225,7 +230,7 @@ class JEPAModule(LightningModule):
 
     def ema_momentum(self, update: int) -> float:
         """Momentum of the teacher's `update`-th update (1-based; see `jepa_lightning.targets.ema_momentum`)."""
-        return ema_momentum(update, self.total_steps, *self.ema, self.ema_average_start)
+        return ema_momentum(update, self.total_steps, *self.ema, self.ema_average_start, self.ema_schedule)
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)

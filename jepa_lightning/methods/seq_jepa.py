@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +73,10 @@ class SeqJEPA(JEPAModule):
         action_embed_dim: width ``Da`` of the action embedding.
         agg_depth, agg_heads, agg_mlp_ratio: the aggregator transformer; ``D + Da`` (or ``D``) must be
             divisible by ``agg_heads``.
+        agg_norm: the aggregator's blocks: ``"pre"`` (pre-norm GELU blocks, as every transformer here) or
+            ``"post"`` (the reference code's: torch's post-norm ReLU ``TransformerEncoderLayer``, its layers
+            initialised as copies of one, then a final LayerNorm).
+        agg_dropout: dropout inside the ``"post"`` blocks (the reference: torch's default 0.1).
         predictor_hidden: hidden width of the predictor MLP (0: ``D``).
         train_seq_len: observed views per training sequence (``None``: all but the held-out one, ``M - 1``;
             fewer: the first ``train_seq_len`` views are observed and view ``train_seq_len + 1`` is predicted).
@@ -87,7 +91,8 @@ class SeqJEPA(JEPAModule):
     """
 
     def __init__(self, encoder: nn.Module, action_dim: int, use_actions: bool = True, action_embed_dim: int = 64,
-                 agg_depth: int = 3, agg_heads: int = 4, agg_mlp_ratio: float = 4.0, predictor_hidden: int = 0,
+                 agg_depth: int = 3, agg_heads: int = 4, agg_mlp_ratio: float = 4.0,
+                 agg_norm: Literal["pre", "post"] = "pre", agg_dropout: float = 0.0, predictor_hidden: int = 0,
                  train_seq_len: int | None = None, eval_seq_len: int | None = None,
                  eval_encoder: str = "encoder", input_key: str = "views", target_norm: str = "running",
                  **kwargs: Any) -> None:
@@ -97,6 +102,10 @@ class SeqJEPA(JEPAModule):
         if action_dim < 1 or action_embed_dim < 1:
             raise ValueError(f"seq-JEPA: action_dim and action_embed_dim must be >= 1, got {action_dim}, "
                              f"{action_embed_dim}")
+        if agg_norm not in ("pre", "post"):
+            raise ValueError(f"seq-JEPA: agg_norm must be 'pre' or 'post', got {agg_norm!r}")
+        if agg_dropout and agg_norm == "pre":
+            raise ValueError(f"seq-JEPA: agg_dropout={agg_dropout} applies to agg_norm='post' blocks only")
         for name, value in (("train_seq_len", train_seq_len), ("eval_seq_len", eval_seq_len)):
             if value is not None and value < 1:
                 raise ValueError(f"seq-JEPA: {name} must be >= 1 or null, got {value}")
@@ -118,7 +127,13 @@ class SeqJEPA(JEPAModule):
         self.action_dim = action_dim
         self.agg_token = nn.Parameter(torch.zeros(1, 1, token_dim))
         nn.init.trunc_normal_(self.agg_token, std=0.02)
-        self.aggregator = TransformerStack(token_dim, agg_depth, agg_heads, agg_mlp_ratio)
+        if agg_norm == "pre":
+            self.aggregator: nn.Module = TransformerStack(token_dim, agg_depth, agg_heads, agg_mlp_ratio)
+        else:
+            layer = nn.TransformerEncoderLayer(token_dim, agg_heads, int(token_dim * agg_mlp_ratio), agg_dropout,
+                                               activation="relu", batch_first=True, norm_first=False)
+            self.aggregator = nn.Sequential(nn.TransformerEncoder(layer, agg_depth, enable_nested_tensor=False),
+                                            nn.LayerNorm(token_dim))
 
     # ------------------------------------------------------------------------------------------ networks
     @staticmethod
