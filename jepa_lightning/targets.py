@@ -15,6 +15,13 @@ from jepa_lightning.optim import cosine, linear
 EMA_SCHEDULES = ("linear", "cosine")
 
 
+def check_ema_schedule(schedule: str) -> str:
+    """`schedule` if it names an EMA momentum path (:data:`EMA_SCHEDULES`), else a ValueError naming it."""
+    if schedule not in EMA_SCHEDULES:
+        raise ValueError(f"EMA schedule must be one of {EMA_SCHEDULES}, got {schedule!r}")
+    return schedule
+
+
 def ema_momentum(update: int, total: int, start: float, end: float, average_start: bool = True,
                  schedule: str = "linear") -> float:
     """The EMA momentum of the teacher's `update`-th update (1-based: the first optimizer step makes update 1).
@@ -30,9 +37,7 @@ def ema_momentum(update: int, total: int, start: float, end: float, average_star
     never holds more of the past than the plain average of the students, no trace of the initialisation
     survives at any run length, and a long run follows the paper's schedule but for its first few hundred and
     last few steps. (A short run's teacher may be the running average throughout: 880 updates at 0.996.)"""
-    if schedule not in EMA_SCHEDULES:
-        raise ValueError(f"EMA schedule must be one of {EMA_SCHEDULES}, got {schedule!r}")
-    m = (linear if schedule == "linear" else cosine)(update - 1, total, start, end)
+    m = (linear if check_ema_schedule(schedule) == "linear" else cosine)(update - 1, total, start, end)
     return min(m, 1.0 - 1.0 / update) if average_start and update >= 1 else m
 
 
@@ -44,10 +49,9 @@ def ema_init_share(updates: int, total: int, start: float, end: float, average_s
         return 1.0
     if average_start:
         return 0.0
-    if schedule not in EMA_SCHEDULES:
-        raise ValueError(f"EMA schedule must be one of {EMA_SCHEDULES}, got {schedule!r}")
+    check_ema_schedule(schedule)
     t = (torch.arange(updates, dtype=torch.float64) / max(total, 1)).clamp(0.0, 1.0)
-    if schedule == "cosine":
+    if schedule == "cosine":  # optim.cosine's half cosine, vectorized
         t = 0.5 * (1.0 - torch.cos(math.pi * t))
     m = start + t * (end - start)
     return math.exp(float(torch.log(m).sum())) if bool((m > 0).all()) else 0.0

@@ -18,7 +18,7 @@ from jepa_lightning.distributed import bf16_policy, shard_module
 from jepa_lightning.eval.rankme import RankMe, position_and_sample_shares
 from jepa_lightning.masks import step_generator
 from jepa_lightning.optim import adamw_warmup_cosine
-from jepa_lightning.targets import EMA_SCHEDULES, EMATeacher, TargetNetwork, ema_init_share, ema_momentum
+from jepa_lightning.targets import EMATeacher, TargetNetwork, check_ema_schedule, ema_init_share, ema_momentum
 
 
 class StepOutput(NamedTuple):
@@ -85,9 +85,7 @@ class JEPAModule(LightningModule):
         self.lr, self.start_lr, self.final_lr, self.warmup = lr, start_lr, final_lr, warmup
         self.weight_decay, self.final_weight_decay, self.betas = weight_decay, final_weight_decay, tuple(betas)
         self.ema = tuple(ema) if ema is not None else None
-        if ema_schedule not in EMA_SCHEDULES:
-            raise ValueError(f"ema_schedule must be one of {EMA_SCHEDULES}, got {ema_schedule!r}")
-        self.ema_average_start, self.ema_schedule = ema_average_start, ema_schedule
+        self.ema_average_start, self.ema_schedule = ema_average_start, check_ema_schedule(ema_schedule)
         self.encoder, self.predictor = encoder, predictor
         self.teacher = EMATeacher(encoder) if ema is not None else None
         self.rankme = RankMe()
