@@ -56,7 +56,8 @@ reproduce: install  ## paper-claim experiments at small scale (slow); results ->
 	-bash benchmarks/fidelity/official.sh runs/official && \
 	IJEPA_OFFICIAL=$${IJEPA_OFFICIAL:-runs/official/ijepa} $(PY) benchmarks/fidelity/reference_parity.py && \
 	VJEPA_OFFICIAL=$${VJEPA_OFFICIAL:-runs/official/jepa} $(PY) benchmarks/fidelity/vjepa_parity.py && \
-	DMT_OFFICIAL=$${DMT_OFFICIAL:-runs/official/dmtjepa} $(PY) benchmarks/fidelity/dmt_parity.py
+	DMT_OFFICIAL=$${DMT_OFFICIAL:-runs/official/dmtjepa} $(PY) benchmarks/fidelity/dmt_parity.py && \
+	TJEPA_OFFICIAL=$${TJEPA_OFFICIAL:-runs/official/tjepa} $(PY) benchmarks/fidelity/t_jepa_parity.py
 	$(PY) benchmarks/fidelity/report.py
 
 freeze: install  ## re-pin constraints.txt from the current environment

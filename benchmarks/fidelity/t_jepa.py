@@ -35,6 +35,19 @@ reductions):
 3. informational (not judged): T-JEPA + MLP against gradient-boosted trees, the paper's context.
 Writes benchmarks/results/t_jepa_<dataset>.json per dataset (common.py schema; --quick: t_jepa_<dataset>_quick.json
 in runs/bench_t_jepa) and prints them as a list.
+
+Where this protocol departs from the official code (jose-melo/t-jepa at 98dda99) on purpose:
+- selection: every head here is tuned on a validation split apart from the test split. The official published MLP
+  results (results/*/mlp/output_*.json, 120 runs) have `val_size_ratio` 0.0, and then src/torch_dataset.py sets
+  `X_val = X_test`: their early stopping (`exp_patience` 16) and reported metrics use the test rows (their
+  val_metrics equal their test_metrics);
+- pretraining sees the training rows only (the official run.py pretrains on every row, test rows included);
+- heads: our 2-layer MLP grid on the flattened tokens; the official one first maps each token to a scalar
+  (`linear_per_feature`, 60 of the 120 runs) or the flattened tokens to 1 + F numbers (`linear_flatten`, 60), then
+  a deep MLP tuned per table (e.g. adult: 13 layers of 162), both of which a first linear layer on the flattened
+  tokens contains.
+Whether the failing claims are ours or the method's at this size: benchmarks/fidelity/t_jepa_parity.py trains the
+official code side by side on the same rows.
 """
 
 from __future__ import annotations

@@ -31,8 +31,15 @@ def collapse_probe(model, rows: dict[str, torch.Tensor]) -> dict[str, float]:
     flattened tokens [n, F D]) and `rankme_token` (RankMe of each feature's centred [n, D] tokens, averaged)."""
     was_training = model.training
     model.eval()
-    h = model.encode(rows)[:, model.encoder.num_reg_tokens:].double()        # [n, F, D]
+    h = model.encode(rows)[:, model.encoder.num_reg_tokens:]                 # [n, F, D]
     model.train(was_training)
+    return token_collapse(h)
+
+
+@torch.no_grad()
+def token_collapse(h: torch.Tensor) -> dict[str, float]:
+    """`collapse_probe`'s statistics of feature tokens h [n, F, D] (any encoder's)."""
+    h = h.double()
     c = h - h.mean(0)
     spread = float(c.pow(2).mean().sqrt() / h.pow(2).mean().sqrt().clamp_min(1e-12))
     s = torch.linalg.svdvals(c.transpose(0, 1))                             # [F, min(n, D)]
