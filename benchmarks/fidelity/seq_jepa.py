@@ -1,7 +1,7 @@
 """seq-JEPA's claims: action conditioning buys equivariance without costing invariance, and longer evaluation
 sequences help classification.
 
-    python benchmarks/fidelity/seq_jepa.py [--setting rotations|saccades|transforms] [--seeds 0 1 2] [--jobs 2]
+    python benchmarks/fidelity/seq_jepa.py [--setting rotations|saccades|transforms] [--seeds 0 1 2 3 4] [--jobs 2]
     python benchmarks/fidelity/seq_jepa.py --quick                                  # smoke test (~1 min)
 
 Settings (each a recipe; `--epochs` defaults to the recipe's):
@@ -49,6 +49,11 @@ keep our defaults (the options stay, for parity runs). Longer training does not 
 (1240 steps, ~33 min with 2 jobs, over the budget) lift every probe (aggregate-3 83.7 / 80.7 against 74.8 / 73.3,
 R^2 0.337 / 0.306) but the gain stays inside the spread: +0.031 (+0.035 +0.004 +0.053), unpaired bar 0.057, paired
 0.050; so the benchmark keeps the recipe's 20 epochs (620 steps).
+With 5 seeds (the published results; `make reproduce` runs `--seeds 0 1 2 3 4`, as the spread is large against the
+gain): saccades +0.065 (+0.076 +0.087 +0.024 +0.103 +0.036), unpaired bar 0.068, paired 0.067: fails narrowly
+(~19 min); rotations +0.014 (+0.024 +0.014 +0.033 +0.009 -0.010), unpaired bar 0.067, paired 0.032: fails (~43 min,
+over the 30-min budget). The 3-seed paired verdict on rotations (0.024 against 0.019, holds) did not survive two
+more seeds.
 Each run is cached as JSON under runs/bench_seq_jepa (reruns resume; --fresh recomputes) and runs in its own
 process (`--jobs` at a time, one thread each). Writes benchmarks/results/seq_jepa_<setting>.json
 (benchmarks/fidelity/common.py schema) and prints it.
