@@ -17,6 +17,7 @@ from jepa_lightning.eval.frozen_heads import (
     select_mlp,
 )
 from jepa_lightning.masks.tabular import FeatureMask
+from jepa_lightning.masks.utils import Masks
 from jepa_lightning.methods.t_jepa import TJEPA
 from jepa_lightning.nn.tabular import FeatureTokenizer, TabularEncoder, TabularPredictor
 
@@ -122,6 +123,30 @@ def test_objective_gradients_reach_student_and_predictor_not_teacher():
     assert model.predictor.mask_token.grad is not None and model.predictor.pos_embed.grad is not None
     assert all(p.grad is None for p in model.teacher.parameters())
     assert model.encode(batch).shape == (8, 2 + 7, 16)
+
+
+def test_reference_indexing_puts_reg_tokens_among_the_mask_slots():
+    """The official code's indexing: mask index i is token i of [REG]_1..R, f_0..f_{F-1}, so index 0 (a [REG]
+    token) can be a context or target token and the last R features never are."""
+    torch.manual_seed(0)
+    model = tiny_tjepa(reg=1, reference_indexing=True)
+    num, cat = torch.rand(4, 5), torch.randint(0, 3, (4, 2))
+    context = torch.tensor([[1, 2], [0, 3], [4, 6], [2, 5]])            # row 1's context holds the [REG] token
+    targets = torch.tensor([[[0, 3]], [[1, 2]], [[0, 1]], [[3, 4]]])      # rows 0 and 2 predict the [REG] token
+    loss, got, _ = model.forward_loss(num, cat, Masks(context=context, targets=targets))
+    h = model.teacher(num, cat)                                          # [B, 1 + 7, D]
+    assert torch.equal(got[0, 0, 0], h[0, 0]) and torch.equal(got[3, 0, 1], h[3, 4])  # slot i = token i
+    z = model.encoder(num, cat, keep=context, keep_over_all=True)
+    assert z.shape == (4, 2, 16)                                         # the kept tokens alone, [REG] among them
+    tokens = model.encoder.tokenizer(num, cat)
+    full = torch.cat([model.encoder.reg_tokens.expand(4, -1, -1), tokens], dim=1)
+    assert torch.allclose(z, model.encoder.transformer(torch.stack([full[i, context[i]] for i in range(4)])))
+    pred = model.predictor(z, context, targets, slots_over_all=True)
+    assert torch.allclose(loss, torch.nn.functional.mse_loss(pred, got))
+    # the last feature's slot (1 + 7 - 1 = 7) is out of reach of indices drawn in [0, F): never context or target
+    m = model.sample_masks({"num": torch.rand(256, 5), "cat": torch.zeros(256, 2, dtype=torch.long)},
+                           torch.Generator().manual_seed(1))
+    assert int(m.context.max()) <= 6 and int(m.targets.max()) <= 6 and bool((m.targets == 0).any())
 
 
 def test_feature_count_mismatch_names_the_recipe_keys():

@@ -21,7 +21,8 @@ the paper reports to prevent the collapse of the representation (compare `num_re
 Here they are never masked, as the paper describes. The reference code differs (jose-melo/t-jepa: `src/mask.py`
 draws the mask indices over the F features, `src/encoder.py` `in_embbed_sample` and `src/train.py` gather them
 from the R + F tokens with the [REG]/[CLS] tokens in front), so there token 0, a [REG] token, can be a context or
-target token, and the last R features are never masked. We follow the paper, not that offset.
+target token, and the last R features are never masked. We follow the paper, not that offset
+(`reference_indexing=True` reproduces it, for parity runs).
 """
 
 from __future__ import annotations
@@ -46,11 +47,13 @@ class TJEPA(JEPAModule):
         predictor: must match the encoder's number of features, [REG] tokens and width.
         masks: the feature mask generator (default: the paper's shares, 4 targets, disjoint from the context).
         input_key: the batch key that carries the numeric columns (its device is the masks' device).
+        reference_indexing: index the masks over the R + F tokens with [REG] in front, as the official code does
+            (see above: a [REG] token can be context or target, the last R features never are), for parity runs.
         **kwargs: JEPAModule's optimisation/EMA arguments (lr, warmup, ema, ...).
     """
 
     def __init__(self, encoder: TabularEncoder, predictor: TabularPredictor, masks: FeatureMask | None = None,
-                 input_key: str = "num", **kwargs: Any) -> None:
+                 input_key: str = "num", reference_indexing: bool = False, **kwargs: Any) -> None:
         super().__init__(encoder, predictor, input_key=input_key, **kwargs)
         mine = (encoder.num_features, encoder.num_reg_tokens, encoder.embed_dim)
         theirs = (predictor.num_features, predictor.num_reg_tokens, predictor.embed_dim)
@@ -61,6 +64,7 @@ class TJEPA(JEPAModule):
                 f"{mine[1]}, embed_dim={mine[2]}): set model.init_args.predictor.init_args.num_features / "
                 "num_reg_tokens / embed_dim to the encoder's")
         self.masks = masks if masks is not None else FeatureMask()
+        self.reference_indexing = bool(reference_indexing)
         self._checked = False
 
     # ------------------------------------------------------------------ inputs
@@ -108,12 +112,12 @@ class TJEPA(JEPAModule):
                      m: Masks) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The T-JEPA objective: (MSE loss, targets [B, T, Kt, D], the teacher's tokens averaged [B, D] (for the
         cheap per-epoch `train/rankme`; the frozen heads use all tokens, see `encode`))."""
-        r = self.encoder.num_reg_tokens
+        r, ref = self.encoder.num_reg_tokens, self.reference_indexing
         with torch.no_grad():
             h = self.teacher(num, cat)                                   # [B, R + F, D], the full row
-            targets = gather_tokens(h[:, r:], m.targets)                 # [B, T, Kt, D]
-        z = self.encoder(num, cat, keep=m.context)                      # [B, R + Kc, D]
-        pred = self.predictor(z, m.context, m.targets)                   # [B, T, Kt, D]
+            targets = gather_tokens(h if ref else h[:, r:], m.targets)   # [B, T, Kt, D]
+        z = self.encoder(num, cat, keep=m.context, keep_over_all=ref)   # [B, R + Kc, D] ([B, Kc, D] if ref)
+        pred = self.predictor(z, m.context, m.targets, slots_over_all=ref)  # [B, T, Kt, D]
         return F.mse_loss(pred.float(), targets.float()), targets, h.mean(1)
 
     def objective(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -89,13 +89,17 @@ class TabularEncoder(nn.Module):
         init_vit_weights(self, init_std)
         nn.init.trunc_normal_(self.reg_tokens, std=init_std)
 
-    def forward(self, num: torch.Tensor, cat: torch.Tensor | None = None,
-                keep: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, num: torch.Tensor, cat: torch.Tensor | None = None, keep: torch.Tensor | None = None,
+                keep_over_all: bool = False) -> torch.Tensor:
+        """`keep_over_all`: `keep` indexes the R + F tokens ([REG] first), the official code's indexing (see
+        `TJEPA(reference_indexing=True)`); only the kept tokens enter, [B, K, embed_dim]."""
         tokens = self.tokenizer(num, cat)
-        if keep is not None:
+        if keep is not None and not keep_over_all:
             tokens = gather_tokens(tokens, keep)
-        reg = self.reg_tokens.expand(tokens.size(0), -1, -1)
-        return self.transformer(torch.cat([reg, tokens], dim=1))
+        tokens = torch.cat([self.reg_tokens.expand(tokens.size(0), -1, -1), tokens], dim=1)
+        if keep is not None and keep_over_all:
+            tokens = gather_tokens(tokens, keep)
+        return self.transformer(tokens)
 
 
 class TabularPredictor(nn.Module):
@@ -135,17 +139,20 @@ class TabularPredictor(nn.Module):
         if isinstance(self.pos_embed, nn.Parameter):
             nn.init.trunc_normal_(self.pos_embed, std=init_std)
 
-    def forward(self, z: torch.Tensor, context_idx: torch.Tensor, target_idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, context_idx: torch.Tensor, target_idx: torch.Tensor,
+                slots_over_all: bool = False) -> torch.Tensor:
         """z [B, R + Kc, embed_dim]; context_idx [B, Kc] and target_idx [B, T, Kt] feature indices.
-        Returns [B, T, Kt, embed_dim]."""
-        r = self.num_reg_tokens
+        Returns [B, T, Kt, embed_dim]. `slots_over_all`: the indices are slots among the R + F ([REG] first) and
+        z holds the Kc context tokens alone (the official code's indexing, `TJEPA(reference_indexing=True)`)."""
+        r = 0 if slots_over_all else self.num_reg_tokens
         if z.size(-1) != self.embed_dim or z.size(1) != r + context_idx.size(1):
             raise ValueError(f"predictor expects [B, {r} + {context_idx.size(1)}, {self.embed_dim}] context "
                              f"latents ({r} [REG] + context features), got {list(z.shape)}")
         b, t, k = target_idx.shape
-        pos = self.pos_embed.expand(b, -1, -1)
-        ctx_pos = torch.cat([pos[:, :r], gather_tokens(pos[:, r:], context_idx)], dim=1)
+        full = self.pos_embed.expand(b, -1, -1)
+        pos = full if slots_over_all else full[:, self.num_reg_tokens:]  # feature index i -> slot R + i
+        ctx_pos = torch.cat([full[:, :r], gather_tokens(pos, context_idx)], dim=1)
         ctx = (self.embed(z) + ctx_pos).repeat_interleave(t, dim=0)                   # [B*T, R+Kc, P]
-        tgt = (self.mask_token + gather_tokens(pos[:, r:], target_idx)).flatten(0, 1)  # [B*T, Kt, P]
+        tgt = (self.mask_token + gather_tokens(pos, target_idx)).flatten(0, 1)     # [B*T, Kt, P]
         out = self.transformer(torch.cat([ctx, tgt], dim=1))[:, -k:]
         return self.proj(out.unflatten(0, (b, t)))
