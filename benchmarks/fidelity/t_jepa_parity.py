@@ -223,15 +223,15 @@ def cache_path(dataset: str, seed: int, epochs: int | None, quick: bool) -> Path
     return CACHE / f"{dataset}_s{seed}{f'_e{epochs}' if epochs else ''}{'_quick' if quick else ''}.json"
 
 
-def ours(dataset: str, seed: int, quick: bool) -> dict:
-    """Our arms for (dataset, seed): t_jepa.py's cached run (run now when absent)."""
-    args = argparse.Namespace(epoch_factor=1.0, probes=3 if quick else 8, epochs=2 if quick else None,
+def ours(dataset: str, seed: int, quick: bool, epochs: int | None) -> dict:
+    """Our arms for (dataset, seed) at the same epochs: t_jepa.py's cached run (run now when absent)."""
+    args = argparse.Namespace(epoch_factor=1.0, probes=3 if quick else 8, epochs=epochs,
                               no_heads=False, quick=quick, overrides=[], fresh=False)
     return t_jepa.run_cached(dataset, seed, args)
 
 
 def run_pair(dataset: str, seed: int, args: argparse.Namespace) -> dict:
-    mine = ours(dataset, seed, args.quick)
+    mine = ours(dataset, seed, args.quick, args.epochs)
     theirs = run_worker(cache_path(dataset, seed, args.epochs, args.quick), __file__, [
         "--one", dataset, str(seed), "--official", args.official, *(["--epochs", str(args.epochs)] if args.epochs else []),
         *(["--quick"] if args.quick else [])],
