@@ -43,7 +43,7 @@ reproduce: install  ## paper-claim experiments at small scale (slow); results ->
 	$(PY) benchmarks/fidelity/ijepa_collapse.py
 	$(PY) benchmarks/fidelity/vjepa.py
 	$(PY) benchmarks/fidelity/salt.py
-	$(PY) benchmarks/fidelity/t_jepa.py
+	$(PY) benchmarks/fidelity/t_jepa.py --reference-head
 	$(PY) benchmarks/fidelity/linear_theory.py
 	$(PY) benchmarks/fidelity/seq_jepa.py --setting rotations --seeds 0 1 2 3 4  # 5 seeds: the gain is near its spread
 	$(PY) benchmarks/fidelity/seq_jepa.py --setting saccades --seeds 0 1 2 3 4

@@ -151,15 +151,16 @@ def test_vjepa_fidelity_smoke():
 def test_t_jepa_fidelity_smoke():
     """T-JEPA on wine and credit_data, one seed, 2 epochs, one MLP configuration: one result file per table in the
     schema (written to the cache, never over benchmarks/results), every arm in every head probe, the collapse
-    statistics as probes, the trajectories as monitors, the GBDT comparison reported but not judged."""
-    results = run_script("benchmarks/fidelity/t_jepa.py", "--quick", "--fresh")
+    statistics as probes, the trajectories as monitors, the GBDT comparison reported but not judged; with the
+    official code's downstream MLP as a third head and its claims."""
+    results = run_script("benchmarks/fidelity/t_jepa.py", "--quick", "--fresh", "--reference-head")
     assert [r["name"] for r in results] == ["t_jepa_wine_quick", "t_jepa_credit_data_quick"]
     for result in results:
         d = result["name"].removeprefix("t_jepa_").removesuffix("_quick")
         assert result["variant"] == "T-JEPA" and result["seeds"] == [0] and "2 epochs" in result["setting"]
         probes = {p["name"]: p for p in result["probes"]}
-        assert set(probes) == {f"{d}_mlp", f"{d}_linear", f"{d}_spread", f"{d}_rankme"}
-        for kind in ("mlp", "linear"):
+        assert set(probes) == {f"{d}_mlp", f"{d}_linear", f"{d}_mlp_reference", f"{d}_spread", f"{d}_rankme"}
+        for kind in ("mlp", "linear", "mlp_reference"):
             probe = probes[f"{d}_{kind}"]
             assert probe["metric"] == "accuracy %" and probe["higher_is_better"]
             assert set(probe["scores"]) == {"random_init", "pretrained", "no_reg", "raw", "gbdt"}
@@ -169,8 +170,9 @@ def test_t_jepa_fidelity_smoke():
         assert all(0 < v <= 1 for arm in probes[f"{d}_spread"]["scores"].values() for v in arm)
         assert all(v > 1 for arm in probes[f"{d}_rankme"]["scores"].values() for v in arm)
         claims = result["claims"]
-        assert len(claims) == 5 and all(isinstance(c["holds"], bool) for c in claims[:4])
-        assert claims[4]["holds"] is None and "gradient-boosted" in claims[4]["statement"]
+        assert len(claims) == 7 and all(isinstance(c["holds"], bool) for c in claims[:6])
+        assert sum("official code's downstream MLP" in c["statement"] for c in claims) == 2
+        assert claims[6]["holds"] is None and "gradient-boosted" in claims[6]["statement"]
         curves = result["monitors"][f"tjepa_{d}_s0"]
         assert set(curves) == {"spread", "rankme", "loss"} and set(result["monitors"][f"tjepa_noreg_{d}_s0"])
         assert curves["spread"][0][0] == 0 and len(curves["spread"]) >= 3

@@ -9,6 +9,8 @@ from conftest import ROOT
 from datamodules.tabular import TabularDataModule
 from jepa_lightning.cli import JEPACLI, main
 from jepa_lightning.eval.frozen_heads import (
+    Head,
+    TokenScalars,
     evaluate,
     fit_head,
     fit_linear,
@@ -288,3 +290,28 @@ def test_jannis_recipe_builds_for_a_user_csv(tmp_path):
     assert (enc.num_numeric, list(enc.cardinalities), cli.model.predictor.num_features) == (2, [3], 3)
     assert cli.model.lr == pytest.approx(3.66e-4) and cli.trainer.max_epochs == 300
 
+
+
+def test_reference_head_reduces_each_token_to_a_scalar_then_a_deep_batchnorm_mlp():
+    torch.manual_seed(0)
+    reduce = TokenScalars(3, 4)
+    x = torch.randn(5, 3 * 4)
+    by_hand = torch.stack([x[:, 4 * t:4 * t + 4] @ reduce.weight[t] + reduce.bias[t] for t in range(3)], dim=1)
+    assert torch.allclose(reduce(x), by_hand, atol=1e-6)
+    head = Head(12, 2, "reference", hidden=8, depth=3, dropout=0.0, tokens=3)
+    assert isinstance(head.net[0], TokenScalars) and head.net[1].in_features == 3
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in head.net) == 2 and head(x).shape == (5, 2)
+    assert Head(12, 1, "reference", hidden=8, depth=2).net[0].in_features == 12  # raw features: no reduction
+    with pytest.raises(ValueError, match="'linear', 'mlp' or 'reference'"):
+        Head(12, 2, "deep")
+
+
+def test_reference_head_learns_an_easy_problem_from_tokens():
+    torch.manual_seed(0)
+    tokens = torch.randn(600, 4, 6)
+    y = (tokens[:, 2, 0] > 0).long()  # one coordinate of one token decides the class
+    x = tokens.flatten(1)
+    res = select_mlp(x[:400], y[:400], x[400:500], y[400:500], "classification", 2, kind="reference", tokens=4,
+                     grid=({"hidden": 32, "depth": 2, "dropout": 0.0, "lr": 1e-2, "weight_decay": 0.0},),
+                     epochs=60, patience=10, batch_size=64, x_test=x[500:], y_test=y[500:])
+    assert res.test > 0.9 and res.config["kind"] == "reference" and res.config["tokens"] == 4

@@ -18,6 +18,11 @@ PROBE_ROWS = 512        # training rows the collapse probes embed
 COLLAPSE_RATIO = 0.5    # a run whose final spread is below this fraction of its peak collapsed
 HEAD = {"l2_grid": list(L2_GRID), "mlp_grid": list(MLP_GRID), "mlp_epochs": 200, "mlp_patience": 20,
         "mlp_batch_size": 128, "selection": "validation metric, ties by validation loss"}
+# the official code's downstream protocol (jose-melo/t-jepa src/models/mlp.py and its published MLP runs): each token to a
+# scalar (linear_per_feature), then Linear + (depth - 1) x [Linear, ReLU, Dropout, BatchNorm]; AdamW, batch 512,
+# early stopping with patience 16 (here on the validation split; theirs used the test split; no cosine schedule here)
+REFERENCE_HEAD = {"grid": [{"hidden": 256, "depth": 4, "dropout": 0.1, "weight_decay": 0.01, "lr": 1e-3}],
+                  "epochs": 200, "patience": 16, "batch_size": 512}
 GBDT = {"grid": [{"learning_rate": lr, "max_leaf_nodes": leaves} for lr in (0.05, 0.1) for leaves in (15, 31)],
         "max_iter": 500, "selection": "iterations by validation loss, then the configuration by validation "
         "metric (ties by validation loss)"}
@@ -85,8 +90,10 @@ def embed(model, split: dict[str, torch.Tensor], batch_size: int = 512) -> torch
 
 
 def heads(x: dict[str, torch.Tensor], y: dict[str, torch.Tensor], task: str, num_classes: int, seed: int,
-          head: dict) -> dict:
-    """The linear head (L2 strength) and the MLP (grid, early stopping) tuned on val, scored on TEST."""
+          head: dict, tokens: int = 0) -> dict:
+    """The linear head (L2 strength) and the MLP (grid, early stopping) tuned on val, scored on TEST; with
+    `head["reference"]`, also the official code's downstream MLP ("mlp_reference"; `tokens`: how many tokens x
+    flattens, each reduced to a scalar first; 0 for raw features)."""
     t0 = time.perf_counter()
     test = {"x_test": x["test"], "y_test": y["test"]}
     lin = select_linear(x["train"], y["train"], x["val"], y["val"], task, num_classes, l2_grid=tuple(head["l2_grid"]),
@@ -94,9 +101,18 @@ def heads(x: dict[str, torch.Tensor], y: dict[str, torch.Tensor], task: str, num
     mlp = select_mlp(x["train"], y["train"], x["val"], y["val"], task, num_classes, grid=tuple(head["mlp_grid"]),
                      seed=seed, epochs=head["mlp_epochs"], patience=head["mlp_patience"],
                      batch_size=head["mlp_batch_size"], **test)
-    return {"linear": round(lin.test, 4), "mlp": round(mlp.test, 4), "linear_l2": lin.config["l2"],
-            "mlp_config": {k: mlp.config[k] for k in ("hidden", "dropout")}, "mlp_epoch": mlp.epoch,
-            "dim": int(x["train"].shape[1]), "head_seconds": round(time.perf_counter() - t0, 1)}
+    out = {"linear": round(lin.test, 4), "mlp": round(mlp.test, 4), "linear_l2": lin.config["l2"],
+           "mlp_config": {k: mlp.config[k] for k in ("hidden", "dropout")}, "mlp_epoch": mlp.epoch,
+           "dim": int(x["train"].shape[1])}
+    if head.get("reference"):
+        ref = head["reference"]
+        with torch.random.fork_rng(devices=[]):  # its dropout draws leave the other heads' random stream as it was
+            torch.manual_seed(seed)
+            r = select_mlp(x["train"], y["train"], x["val"], y["val"], task, num_classes, grid=tuple(ref["grid"]),
+                           seed=seed, epochs=ref["epochs"], patience=ref["patience"],
+                           batch_size=ref["batch_size"], kind="reference", tokens=tokens, **test)
+        out.update(mlp_reference=round(r.test, 4), mlp_reference_epoch=r.epoch)
+    return out | {"head_seconds": round(time.perf_counter() - t0, 1)}
 
 
 def gbdt(data: dict[str, dict[str, torch.Tensor]], task: str, seed: int, grid: list[dict], max_iter: int) -> dict:

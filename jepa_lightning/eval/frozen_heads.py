@@ -12,7 +12,9 @@ A fair comparison needs every head converged and tuned the same way for every in
 - `fit_head`: an MLP (or linear) head by AdamW on mini-batches with early stopping on the validation loss;
   `select_mlp` fits one per configuration of a small grid (`MLP_GRID`) and picks one on the validation split.
 Selection compares the validation metric (accuracy, or RMSE), ties broken by the validation loss; the test
-split is only scored.
+split is only scored. `kind="reference"` is the official T-JEPA code's downstream MLP (each of T tokens to a
+scalar, then Linear + BatchNorm'd ReLU layers), for protocol comparisons (benchmarks/fidelity/t_jepa.py
+`--reference-head`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from jepa_lightning.eval.rankme import effective_rank
 
 Task = Literal["classification", "regression"]
+HeadKind = Literal["linear", "mlp", "reference"]
 
 
 def raw_features(num: torch.Tensor, cat: torch.Tensor | None, cardinalities: list[int]) -> torch.Tensor:
@@ -55,8 +58,8 @@ def metric_for(task: Task, num_classes: int) -> Metric:
 class Head(nn.Module):
     """Standardize the input (buffers), apply a linear map or an MLP, un-standardize a regression output."""
 
-    def __init__(self, in_dim: int, out_dim: int, kind: Literal["linear", "mlp"] = "linear", hidden: int = 256,
-                 depth: int = 2, dropout: float = 0.1) -> None:
+    def __init__(self, in_dim: int, out_dim: int, kind: HeadKind = "linear", hidden: int = 256,
+                 depth: int = 2, dropout: float = 0.1, tokens: int = 0) -> None:
         super().__init__()
         if kind == "linear":
             self.net: nn.Module = nn.Linear(in_dim, out_dim)
@@ -65,8 +68,14 @@ class Head(nn.Module):
             for i in range(depth):
                 layers += [nn.Linear(in_dim if i == 0 else hidden, hidden), nn.ReLU(), nn.Dropout(dropout)]
             self.net = nn.Sequential(*layers, nn.Linear(hidden, out_dim))
+        elif kind == "reference":  # T-JEPA's downstream MLP (jose-melo/t-jepa src/models/mlp.py)
+            first: list[nn.Module] = [TokenScalars(tokens, in_dim // tokens)] if tokens else []
+            layers = [*first, nn.Linear(tokens or in_dim, hidden)]
+            for _ in range(depth - 1):
+                layers += [nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout), nn.BatchNorm1d(hidden)]
+            self.net = nn.Sequential(*layers, nn.Linear(hidden, out_dim))
         else:
-            raise ValueError(f"head kind must be 'linear' or 'mlp', got {kind!r}")
+            raise ValueError(f"head kind must be 'linear', 'mlp' or 'reference', got {kind!r}")
         for name, size in (("x_mean", in_dim), ("x_std", in_dim), ("y_mean", 1), ("y_std", 1)):
             self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
 
@@ -74,6 +83,22 @@ class Head(nn.Module):
         """Logits [B, C] (classification) or predictions in target units [B] (regression, out_dim 1)."""
         out = self.net((x - self.x_mean) / self.x_std)
         return out.squeeze(-1) * self.y_std + self.y_mean if out.size(-1) == 1 else out
+
+
+class TokenScalars(nn.Module):
+    """[B, T * D] flattened tokens -> [B, T]: one learned linear map to a scalar per token (T-JEPA's
+    `linear_per_feature` reduction before its downstream MLP)."""
+
+    def __init__(self, tokens: int, dim: int) -> None:
+        super().__init__()
+        if tokens < 1 or dim < 1:
+            raise ValueError(f"TokenScalars needs tokens >= 1 and dim >= 1, got {tokens}, {dim}")
+        self.tokens, self.dim = tokens, dim
+        self.weight = nn.Parameter(torch.empty(tokens, dim).uniform_(-dim ** -0.5, dim ** -0.5))
+        self.bias = nn.Parameter(torch.zeros(tokens))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.view(x.size(0), self.tokens, self.dim) * self.weight).sum(-1) + self.bias
 
 
 @dataclass
@@ -99,14 +124,14 @@ def evaluate(head: Head, x: torch.Tensor, y: torch.Tensor, task: Task, num_class
 
 
 def _new_head(x_train: torch.Tensor, y_train: torch.Tensor, task: Task, num_classes: int,
-              kind: Literal["linear", "mlp"], hidden: int, dropout: float, seed: int) -> Head:
+              kind: HeadKind, hidden: int, dropout: float, seed: int, depth: int = 2, tokens: int = 0) -> Head:
     """A head whose standardization buffers hold the training split's statistics (seeded initialisation)."""
     if task == "classification" and num_classes < 2:
         raise ValueError(f"classification needs num_classes >= 2, got {num_classes}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        head = Head(x_train.size(1), num_classes if task == "classification" else 1, kind, hidden,
-                    dropout=dropout).to(x_train.device)
+        head = Head(x_train.size(1), num_classes if task == "classification" else 1, kind, hidden, depth=depth,
+                    dropout=dropout, tokens=tokens).to(x_train.device)
     head.x_mean.copy_(x_train.mean(0))
     head.x_std.copy_(x_train.std(0).nan_to_num(1.0).clamp_min(1e-6))
     if task == "regression":
@@ -135,9 +160,10 @@ def _finish(head: Head, x_val: torch.Tensor, y_val: torch.Tensor, task: Task, nu
 
 
 def fit_head(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-             task: Task, num_classes: int = 0, kind: Literal["linear", "mlp"] = "linear", *,
+             task: Task, num_classes: int = 0, kind: HeadKind = "linear", *,
              epochs: int = 200, patience: int | None = 30, lr: float = 1e-3, weight_decay: float = 1e-4,
-             batch_size: int = 128, hidden: int = 256, dropout: float = 0.1, seed: int = 0,
+             batch_size: int = 128, hidden: int = 256, dropout: float = 0.1, seed: int = 0, depth: int = 2,
+             tokens: int = 0,
              select_best: bool = True, x_test: torch.Tensor | None = None, y_test: torch.Tensor | None = None) -> HeadResult:
     """Fit a head with AdamW on mini-batches of the training split for at most `epochs` epochs, keep the weights
     of the epoch with the lowest validation loss (cross-entropy, or MSE on the standardized target), stop after
@@ -147,7 +173,7 @@ def fit_head(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, 
     x_train, x_val = x_train.detach().float().flatten(1), x_val.detach().float().flatten(1)
     if task == "regression":
         y_train, y_val = y_train.float(), y_val.float()
-    head = _new_head(x_train, y_train, task, num_classes, kind, hidden, dropout, seed)
+    head = _new_head(x_train, y_train, task, num_classes, kind, hidden, dropout, seed, depth, tokens)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     best, best_state, best_epoch, n = math.inf, copy.deepcopy(head.state_dict()), 0, len(x_train)
@@ -172,7 +198,7 @@ def fit_head(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, 
     else:
         best_epoch = epoch
     config = {"kind": kind, "lr": lr, "weight_decay": weight_decay, "hidden": hidden, "dropout": dropout,
-              "batch_size": batch_size}
+              "batch_size": batch_size} | ({"depth": depth, "tokens": tokens} if kind == "reference" else {})
     return _finish(head, x_val, y_val, task, num_classes, best_epoch, x_test, y_test, config)
 
 
@@ -261,19 +287,21 @@ def select_linear(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Ten
 def select_mlp(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
                task: Task, num_classes: int = 0, *, grid: tuple[dict[str, Any], ...] = MLP_GRID,
                epochs: int = 200, patience: int = 20, batch_size: int = 128, seed: int = 0,
+               kind: HeadKind = "mlp", tokens: int = 0,
                x_test: torch.Tensor | None = None, y_test: torch.Tensor | None = None) -> HeadResult:
-    """`fit_head(kind="mlp")` with early stopping for every configuration of `grid` (keys among hidden,
-    dropout, lr, weight_decay), the one best on the validation split (see `_better`), with its test score."""
+    """`fit_head(kind)` with early stopping for every configuration of `grid` (keys among hidden, depth,
+    dropout, lr, weight_decay), the one best on the validation split (see `_better`), with its test score.
+    `kind="reference"` with `tokens` = T: T-JEPA's downstream MLP on T flattened tokens."""
     if not grid:
         raise ValueError("grid is empty: give at least one MLP configuration")
     best = None
     for cfg in grid:
-        unknown = set(cfg) - {"hidden", "dropout", "lr", "weight_decay"}
+        unknown = set(cfg) - {"hidden", "depth", "dropout", "lr", "weight_decay"}
         if unknown:
-            raise ValueError(f"MLP grid entry {cfg} has unknown keys {sorted(unknown)}; expected hidden, "
+            raise ValueError(f"MLP grid entry {cfg} has unknown keys {sorted(unknown)}; expected hidden, depth, "
                              "dropout, lr, weight_decay")
-        res = fit_head(x_train, y_train, x_val, y_val, task, num_classes, "mlp", epochs=epochs, patience=patience,
-                       batch_size=batch_size, seed=seed, x_test=x_test, y_test=y_test, **cfg)
+        res = fit_head(x_train, y_train, x_val, y_val, task, num_classes, kind, epochs=epochs, patience=patience,
+                       batch_size=batch_size, seed=seed, tokens=tokens, x_test=x_test, y_test=y_test, **cfg)
         if _better(res, best, task):
             best = res
     return best  # type: ignore[return-value]
