@@ -304,6 +304,8 @@ def test_reference_head_reduces_each_token_to_a_scalar_then_a_deep_batchnorm_mlp
     assert Head(12, 1, "reference", hidden=8, depth=2).net[0].in_features == 12  # raw features: no reduction
     with pytest.raises(ValueError, match="'linear', 'mlp' or 'reference'"):
         Head(12, 2, "deep")
+    with pytest.raises(ValueError, match="3 tokens needs in_dim divisible"):
+        Head(13, 2, "reference", tokens=3)
 
 
 def test_reference_head_learns_an_easy_problem_from_tokens():

@@ -56,7 +56,8 @@ def metric_for(task: Task, num_classes: int) -> Metric:
 
 
 class Head(nn.Module):
-    """Standardize the input (buffers), apply a linear map or an MLP, un-standardize a regression output."""
+    """Standardize the input (buffers), apply a linear map, an MLP or the reference MLP, un-standardize a
+    regression output."""
 
     def __init__(self, in_dim: int, out_dim: int, kind: HeadKind = "linear", hidden: int = 256,
                  depth: int = 2, dropout: float = 0.1, tokens: int = 0) -> None:
@@ -69,6 +70,8 @@ class Head(nn.Module):
                 layers += [nn.Linear(in_dim if i == 0 else hidden, hidden), nn.ReLU(), nn.Dropout(dropout)]
             self.net = nn.Sequential(*layers, nn.Linear(hidden, out_dim))
         elif kind == "reference":  # T-JEPA's downstream MLP (jose-melo/t-jepa src/models/mlp.py)
+            if tokens < 0 or (tokens and in_dim % tokens):
+                raise ValueError(f"a reference head on {tokens} tokens needs in_dim divisible by them, got {in_dim}")
             first: list[nn.Module] = [TokenScalars(tokens, in_dim // tokens)] if tokens else []
             layers = [*first, nn.Linear(tokens or in_dim, hidden)]
             for _ in range(depth - 1):
