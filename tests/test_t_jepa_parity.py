@@ -63,3 +63,12 @@ def test_collapse_statistics_of_any_encoders_tokens(tp):
     varied = heads.token_collapse(torch.randn(64, 5, 8, generator=g))
     assert 0.05 < mostly_position["spread"] < 0.2 < 0.9 < varied["spread"] <= 1.0
     assert varied["rankme_token"] > 5  # isotropic 8-d tokens: near-full effective rank
+
+
+def test_our_arms_come_from_t_jepa_py_runs_with_its_own_arguments(tp):
+    """The parity asks t_jepa.py's own parser for our runs' settings, so a flag t_jepa.py gains never breaks it."""
+    quick = tp.t_jepa.parse_args(["--quick"])
+    assert (quick.epochs, quick.probes, quick.seeds, quick.reference_head) == (2, 3, [0], False)
+    assert tp.t_jepa.cache_path("credit_data", 0, quick).name == "credit_data_s0_e2_p3_quick.json"
+    longer = tp.t_jepa.parse_args(["--epochs", "20"])
+    assert tp.t_jepa.cache_path("diamonds", 1, longer).name == "diamonds_s1_e20.json"

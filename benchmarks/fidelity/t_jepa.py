@@ -283,7 +283,8 @@ def write_results(runs: list[dict], args: argparse.Namespace) -> list[Path]:
     return paths
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (`argv`; None: sys.argv), with --quick's settings applied."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--datasets", nargs="+", choices=DATASETS, default=DEFAULT_DATASETS)
@@ -298,11 +299,16 @@ def main() -> None:
                     help="also the official code's downstream MLP (t_jepa_heads.REFERENCE_HEAD) on every input")
     ap.add_argument("--one", nargs=2, metavar=("DATASET", "SEED"), help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="extra CLI overrides for every run (after --)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.probes = args.seeds[:1], 2, 3
         if args.datasets == DEFAULT_DATASETS:
             args.datasets = ["wine", "credit_data"]
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     if args.one:  # a worker process: one run, cached
         torch.set_num_threads(1)
         (CACHE / "runs").mkdir(parents=True, exist_ok=True)

@@ -225,8 +225,7 @@ def cache_path(dataset: str, seed: int, epochs: int | None, quick: bool) -> Path
 
 def ours(dataset: str, seed: int, quick: bool, epochs: int | None) -> dict:
     """Our arms for (dataset, seed) at the same epochs: t_jepa.py's cached run (run now when absent)."""
-    args = argparse.Namespace(epoch_factor=1.0, probes=3 if quick else 8, epochs=epochs,
-                              no_heads=False, quick=quick, overrides=[], fresh=False)
+    args = t_jepa.parse_args(["--quick"] * quick + (["--epochs", str(epochs)] if epochs else []))
     return t_jepa.run_cached(dataset, seed, args)
 
 
