@@ -69,6 +69,32 @@ def test_encoder_prepends_reg_tokens_and_encodes_only_kept_features():
     assert (enc.num_features, enc.num_reg_tokens, enc.embed_dim) == (6, 3, 16)
 
 
+
+def test_encoder_sincos_table_is_the_reference_one_and_follows_each_feature():
+    """pos_embed="sincos": the reference's table (PositionalEncoding: base 100, channel pair k at 100^(-2k/D);
+    ours puts the sines before the cosines) over [REG] slots then features; a kept feature keeps its own row."""
+    import math
+
+    torch.manual_seed(0)
+    enc = TabularEncoder(5, [3], embed_dim=16, depth=1, num_heads=2, num_reg_tokens=2, pos_embed="sincos").eval()
+    pos = torch.arange(8.0)[:, None]
+    freq = torch.exp(torch.arange(0, 16, 2).float() * (-math.log(100.0) / 16))
+    table = torch.cat([torch.sin(pos * freq), torch.cos(pos * freq)], 1)
+    assert torch.allclose(enc.pos_table[0], table, atol=1e-6)
+    num, cat = torch.rand(4, 5), torch.randint(0, 3, (4, 1))
+    keep = torch.tensor([[0, 5], [1, 4], [3, 2], [5, 0]])
+    reg = enc.reg_tokens.expand(4, -1, -1) + table[:2]
+    feats = torch.gather(enc.tokenizer(num, cat) + table[2:], 1, keep[..., None].expand(-1, -1, 16))
+    assert torch.allclose(enc(num, cat, keep=keep), enc.transformer(torch.cat([reg, feats], 1)), atol=1e-6)
+    assert "pos_table" not in enc.state_dict()  # fixed: not a weight, checkpoints stay as they were
+    # at init the table dwarfs x * w + b: across rows, each token moves far less against its size than without it
+    with torch.no_grad():
+        plain = enc.tokenizer(torch.rand(256, 5), torch.randint(0, 3, (256, 1)))
+    spread = [float(t.std(0).mean() / t.pow(2).mean().sqrt()) for t in (plain, plain + table[2:])]
+    assert spread[1] < 0.3 * spread[0]
+    with pytest.raises(ValueError, match="pos_embed must be 'none' or 'sincos'"):
+        TabularEncoder(5, [3], embed_dim=16, depth=1, num_heads=2, pos_embed="learned")
+
 def test_bad_specs_raise():
     with pytest.raises(ValueError, match="cardinalities must be >= 1"):
         FeatureTokenizer(2, [0], 8)

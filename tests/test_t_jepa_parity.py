@@ -72,3 +72,32 @@ def test_our_arms_come_from_t_jepa_py_runs_with_its_own_arguments(tp):
     assert tp.t_jepa.cache_path("credit_data", 0, quick).name == "credit_data_s0_e2_p3_quick.json"
     longer = tp.t_jepa.parse_args(["--epochs", "20"])
     assert tp.t_jepa.cache_path("diamonds", 1, longer).name == "diamonds_s1_e20.json"
+    table = tp.t_jepa.parse_args(["--", *tp.TABLE])  # our arm with the official sin-cos table: its own runs
+    assert tp.t_jepa.cache_path("diamonds", 1, table).name == "diamonds_s1_model.encoder.pos_embed=sincos.json"
+    assert tp.ARMS["ours_table"] == ("ours_table", "pretrained")
+
+
+def test_claims_say_which_of_our_arms_agrees_with_the_official_code(tp):
+    """dataset_entries on made-up runs: the official pretraining level with its init, ours with the table level
+    with the official code, ours without it 6 points below: the claims say exactly that."""
+    def side(arms: dict[str, float]) -> dict:
+        return {"arms": {a: {"linear": v / 100, "mlp": v / 100, "final": {"spread": 0.1, "rankme": 5.0}}
+                         for a, v in arms.items()}}
+
+    pairs = []
+    for seed, jitter in enumerate((-0.5, 0.0, 0.5)):
+        official = {k: {"linear": (71 + jitter) / 100, "mlp": (78 + jitter) / 100,
+                        "final": {"spread": 0.01, "rankme": 14.0}} for k in ("official", "official_random_init")}
+        pairs.append({"dataset": "diamonds", "seed": seed, "official": official | {
+            "task": "classification", "rows": {"train": 10, "val": 2, "test": 2}, "epochs": 1, "steps": 1,
+            "loss_first": 0.3, "loss_last": 0.003},
+            "ours": side({"pretrained": 65 + jitter, "random_init": 73, "raw": 65}),
+            "ours_table": side({"pretrained": 70.5 + jitter, "random_init": 72.5})})
+    probes, claims, _ = tp.dataset_entries(pairs)
+    verdict = {c["statement"]: c["holds"] for c in claims}
+    assert verdict["diamonds: ours and the official code agree on the linear head (minus official)"] is False
+    assert verdict["diamonds: ours with the official sin-cos table on its tokens and the official code agree on the "
+                   "linear head (minus official)"] is True
+    assert not any(v for k, v in verdict.items() if "beats its random-init" in k)
+    linear = next(p for p in probes if p["name"] == "diamonds_linear_official")
+    assert set(linear["scores"]) == set(tp.ARMS)

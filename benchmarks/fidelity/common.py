@@ -104,6 +104,15 @@ def gain_claim(statement: str, better: list[float], worse: list[float], sigmas: 
                        bool(diff > sigmas * spread))
 
 
+def agreement_claim(statement: str, mine: list[float], theirs: list[float], sigmas: float = 2.0) -> dict:
+    """Two implementations agree: |mean(mine) - mean(theirs)| within `sigmas` x their combined std (the parity
+    checks' bar; the value is mine minus theirs)."""
+    diff = statistics.mean(mine) - statistics.mean(theirs)
+    spread = (summary(mine)["std"] ** 2 + summary(theirs)["std"] ** 2) ** 0.5
+    return claim_entry(statement, diff, f"|value| <= {sigmas:g} x combined std ({sigmas * spread:.3g})",
+                       bool(abs(diff) <= sigmas * spread))
+
+
 def paired_gain_claim(statement: str, better: list[float], worse: list[float], sigmas: float = 2.0) -> dict:
     """`better` beats `worse` seed by seed: the mean of the per-seed differences above `sigmas` x their std. For
     arms that share everything a seed draws (data subset, split, masks) but the treatment, where the seeds'

@@ -8,12 +8,13 @@ from collections.abc import Sequence
 import torch
 
 
-def sincos_1d(positions: torch.Tensor, dim: int) -> torch.Tensor:
-    """[N] positions -> [N, dim]: sin on the first half of the channels, cos on the second half."""
+def sincos_1d(positions: torch.Tensor, dim: int, base: float = 10000.0) -> torch.Tensor:
+    """[N] positions -> [N, dim]: sin on the first half of the channels, cos on the second half; channel pair k
+    turns at frequency base ** (-k / (dim / 2))."""
     if dim % 2:
         raise ValueError(f"sin-cos embedding needs an even dimension, got {dim}")
     omega = torch.arange(dim // 2, dtype=torch.float64) / (dim / 2.0)
-    omega = 1.0 / 10000**omega
+    omega = 1.0 / base**omega
     angles = positions.to(torch.float64)[:, None] * omega[None, :]
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 

@@ -4,9 +4,12 @@ regularization ([REG]) tokens, and the predictor that fills in target feature la
 A row of F = num_numeric + n_categorical features becomes F tokens of width D (FT-Transformer's feature
 tokenizer): numeric feature j -> x_j * W_j + b_j, categorical feature j -> its own embedding row for the code.
 Every column has its own weight/bias (or embedding table), so a token already says which column it comes from;
-the encoder adds no separate position embedding (the reference adds a fixed sin-cos table, i.e. one more
-constant per column on top of the learned bias, which is the same function class). R learned [REG] tokens
-are prepended to the tokens of every row, for the context encoder and the target encoder alike.
+by default the encoder adds no separate position embedding. The reference adds a fixed sin-cos table (base 100,
+amplitude 1) to the [CLS] + feature tokens: one more constant per column on top of the learned bias, the same
+function class, but not the same training: at init the table is ~5x the size of x * w + b, so the tokens (and
+T-JEPA's targets) are mostly position (`TabularEncoder(pos_embed="sincos")` reproduces it; measured in
+benchmarks/fidelity/t_jepa_parity.py). R learned [REG] tokens are prepended to the tokens of every row, for the
+context encoder and the target encoder alike.
 """
 
 from __future__ import annotations
@@ -69,6 +72,9 @@ class FeatureTokenizer(nn.Module):
 class TabularEncoder(nn.Module):
     """Feature tokenizer -> [REG] tokens prepended -> pre-norm transformer -> final LayerNorm.
 
+    `pos_embed="sincos"` adds the reference's fixed table (`sincos_1d` with base 100, positions 0 .. R + F - 1 over
+    the [REG] tokens, then the features) to the tokens before the transformer; "none" (default) adds nothing.
+
     `forward(num, cat, keep)`: `keep` [B, K] holds feature indices in [0, F) to encode (the JEPA context);
     only those feature tokens enter the transformer, after the R [REG] tokens, which are always kept.
     Returns [B, R + K, embed_dim] ([B, R + F, embed_dim] when `keep` is None). Through the CLI, `num_numeric` and
@@ -77,10 +83,13 @@ class TabularEncoder(nn.Module):
 
     def __init__(self, num_numeric: int = 0, cardinalities: list[int] | None = None, embed_dim: int = 64,
                  depth: int = 4, num_heads: int = 4, num_reg_tokens: int = 1, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, drop_path_rate: float = 0.0, init_std: float = 0.02) -> None:
+                 qkv_bias: bool = True, drop_path_rate: float = 0.0, init_std: float = 0.02,
+                 pos_embed: Literal["none", "sincos"] = "none") -> None:
         super().__init__()
         if num_reg_tokens < 0:
             raise ValueError(f"num_reg_tokens must be >= 0, got {num_reg_tokens}")
+        if pos_embed not in ("none", "sincos"):
+            raise ValueError(f"pos_embed must be 'none' or 'sincos', got {pos_embed!r}")
         self.tokenizer = FeatureTokenizer(num_numeric, list(cardinalities or []), embed_dim)
         self.num_numeric, self.cardinalities = self.tokenizer.num_numeric, self.tokenizer.cardinalities
         self.num_features, self.num_reg_tokens, self.embed_dim = self.tokenizer.num_features, num_reg_tokens, embed_dim
@@ -88,15 +97,21 @@ class TabularEncoder(nn.Module):
         self.transformer = TransformerStack(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate)
         init_vit_weights(self, init_std)
         nn.init.trunc_normal_(self.reg_tokens, std=init_std)
+        table = sincos_1d(torch.arange(num_reg_tokens + self.num_features), embed_dim, base=100.0).float()[None]
+        self.register_buffer("pos_table", table if pos_embed == "sincos" else None, persistent=False)
 
     def forward(self, num: torch.Tensor, cat: torch.Tensor | None = None, keep: torch.Tensor | None = None,
                 keep_over_all: bool = False) -> torch.Tensor:
         """`keep_over_all`: `keep` indexes the R + F tokens ([REG] first), the official code's indexing (see
         `TJEPA(reference_indexing=True)`); only the kept tokens enter, [B, K, embed_dim]."""
         tokens = self.tokenizer(num, cat)
+        reg = self.reg_tokens.expand(tokens.size(0), -1, -1)
+        if self.pos_table is not None:  # [REG] slots first, then the features
+            r = self.num_reg_tokens
+            reg, tokens = reg + self.pos_table[:, :r], tokens + self.pos_table[:, r:]
         if keep is not None and not keep_over_all:
             tokens = gather_tokens(tokens, keep)
-        tokens = torch.cat([self.reg_tokens.expand(tokens.size(0), -1, -1), tokens], dim=1)
+        tokens = torch.cat([reg, tokens], dim=1)
         if keep is not None and keep_over_all:
             tokens = gather_tokens(tokens, keep)
         return self.transformer(tokens)
