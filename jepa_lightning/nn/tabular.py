@@ -97,8 +97,9 @@ class TabularEncoder(nn.Module):
         self.transformer = TransformerStack(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate)
         init_vit_weights(self, init_std)
         nn.init.trunc_normal_(self.reg_tokens, std=init_std)
-        table = sincos_1d(torch.arange(num_reg_tokens + self.num_features), embed_dim, base=100.0).float()[None]
-        self.register_buffer("pos_table", table if pos_embed == "sincos" else None, persistent=False)
+        table = (sincos_1d(torch.arange(num_reg_tokens + self.num_features), embed_dim, base=100.0).float()[None]
+                 if pos_embed == "sincos" else None)
+        self.register_buffer("pos_table", table, persistent=False)
 
     def forward(self, num: torch.Tensor, cat: torch.Tensor | None = None, keep: torch.Tensor | None = None,
                 keep_over_all: bool = False) -> torch.Tensor:
