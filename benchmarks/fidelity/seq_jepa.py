@@ -54,6 +54,12 @@ gain): saccades +0.065 (+0.076 +0.087 +0.024 +0.103 +0.036), unpaired bar 0.068,
 (~19 min); rotations +0.014 (+0.024 +0.014 +0.033 +0.009 -0.010), unpaired bar 0.067, paired 0.032: fails (~43 min,
 over the 30-min budget). The 3-seed paired verdict on rotations (0.024 against 0.019, holds) did not survive two
 more seeds.
+The official training loop (main_transformed_views.py) differs from its flags: it pretrains with
+`torch.optim.Adam(lr=0.001, weight_decay=0.0)` (the `--optimizer AdamW` / `--weight-decay` flags reach only the
+probe stage) and, with a warmup, sets the learning rate back to `--lr` at the start of every epoch after it, so the
+`--scheduler` cosine never takes effect (ours: AdamW, weight decay 1e-3, warmup then cosine). Side by side with the
+official code, trained as that loop on the same batches at this recipe's size and scored by the same evaluation:
+benchmarks/fidelity/seq_jepa_parity.py.
 Each run is cached as JSON under runs/bench_seq_jepa (reruns resume; --fresh recomputes) and runs in its own
 process (`--jobs` at a time, one thread each). Writes benchmarks/results/seq_jepa_<setting>.json
 (benchmarks/fidelity/common.py schema) and prints it.
