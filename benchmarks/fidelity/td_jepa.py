@@ -370,6 +370,13 @@ def twice_random_claim(task: str, td_jepa: list[float], random: list[float]) -> 
                        ratio, f"> 2, and TD-JEPA - 2 x random {margin['criterion']}", bool(ratio > 2 and margin["holds"]))
 
 
+def walker_setting(args: argparse.Namespace, transitions: int) -> str:
+    """The walker setting in words: data, steps, batch and sizes."""
+    data = "RND exploration data" if args.rnd else "embedded reward-free data"
+    return (f"walker, {data} ({transitions} transitions), {args.steps} steps of batch {args.batch_size}, phi "
+            f"{args.phi_dim} / psi {args.psi_dim} dims, width {args.hidden}")
+
+
 def write_walker(runs: list[dict], args: argparse.Namespace, seconds: float) -> Path:
     seeds = sorted({r["seed"] for r in runs})
     by = {(r["seed"], r["method"]): r for r in runs}
@@ -396,10 +403,8 @@ def write_walker(runs: list[dict], args: argparse.Namespace, seconds: float) -> 
     config["data_coverage"] = coverage = data_coverage(args)
     fb_ratio = {t: statistics.mean(scores("fb", t)) / max(statistics.mean(scores("random_init", t)), 1e-9)
                 for t in args.tasks}
-    data = "RND exploration data" if args.rnd else "embedded reward-free data"
-    setting = (f"walker, {data} ({runs[0]['transitions']} transitions), {args.steps} steps of "
-               f"batch {args.batch_size}, phi {args.phi_dim} / psi {args.psi_dim} dims, width {args.hidden}; "
-               f"zero-shot z from {args.infer_samples} relabeled transitions")
+    setting = (f"{walker_setting(args, runs[0]['transitions'])}; zero-shot z from {args.infer_samples} relabeled "
+               "transitions")
     notes = ("Arms: pretrained = TD-JEPA zero-shot (z by least squares on psi); fb = forward-backward "
              "representations (jepa_lightning.methods.fb, same data, minibatches, steps, sizes and optimizer; "
              f"orthonormality weight {args.fb_ortho_coef:g}; z = sphere(sum_i r_i B(s'_i))); td3 = per-task offline "
@@ -419,7 +424,8 @@ def write_walker(runs: list[dict], args: argparse.Namespace, seconds: float) -> 
 
 
 # ------------------------------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> list[dict]:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The benchmark's command line, with `--quick` applied (td_jepa_parity.py builds the same settings)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke run: one seed, small everything")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -454,11 +460,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--eval-seed", type=int, default=100)
     p.add_argument("--one", nargs=2, metavar=("SEED", "RUN"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
     if args.quick:
         args.seeds, args.sf_steps = args.seeds[:1], min(args.sf_steps, 1500)
         args.steps, args.episodes, args.time_limit = min(args.steps, 50), 1, 50
         args.hidden, args.infer_samples, args.max_episodes = 64, 1000, args.max_episodes or 5
+    return args
+
+
+def rnd_data(args: argparse.Namespace) -> None:
+    """With `--rnd N`: the RND exploration data, collected once into runs/bench_td_jepa/walker_rnd (a rerun resumes
+    it or finds it complete), named as the data of `args`."""
+    from jepa_lightning.rl.collect import collect
+
+    args.data = str(CACHE / "walker_rnd")
+    args.max_episodes = args.max_episodes or args.rnd
+    collect(args.data, "walker", policy="rnd", episodes=args.rnd, seed=0)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
     CACHE.mkdir(parents=True, exist_ok=True)
     if args.one:  # a worker process: one run, cached
         seed, method = int(args.one[0]), args.one[1]
@@ -468,11 +489,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     paths = []
     if not args.skip_walker:
         if args.rnd:  # the exploration data, collected once (a rerun resumes it or finds it complete)
-            from jepa_lightning.rl.collect import collect
-
-            args.data = str(CACHE / "walker_rnd")
-            args.max_episodes = args.max_episodes or args.rnd
-            collect(args.data, "walker", policy="rnd", episodes=args.rnd, seed=0)
+            rnd_data(args)
         walker_data(args.data, args.max_episodes)  # generates the embedded dataset once, before the workers
         jobs = [(s, m) for m in (*AGENTS, *(f"td3_{t}" for t in args.tasks)) for s in args.seeds]  # longest first
         wargs = worker_args(args) + (["--quick"] if args.quick else [])
