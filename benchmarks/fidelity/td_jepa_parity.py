@@ -199,7 +199,7 @@ def init_gains(agent_module: ModuleType, seed: int = 0, hidden: int = 256) -> di
     def ratio(prefix: str) -> float:
         pairs = [(theirs[ours_to_official(n)], p) for n, p in ours.named_parameters()
                  if n.startswith(prefix) and n.endswith("weight") and p.dim() >= 2]
-        return statistics.mean(float(t.pow(2).mean().sqrt() / m.pow(2).mean().sqrt()) for t, m in pairs)
+        return statistics.mean(float(t.detach().pow(2).mean().sqrt() / m.detach().pow(2).mean().sqrt()) for t, m in pairs)
 
     return {"predictor_weights": ratio("phi_predictor."), "actor_weights": ratio("actor."),
             "encoder_weights": ratio("_psi_encoder.")}
