@@ -25,7 +25,9 @@ With ``--rnd N`` the same arms train on N episodes of RND exploration data inste
 uses, ExORL's RND datasets, at a far smaller size): ``jepa-lightning collect --policy rnd --seed 0``
 (``jepa_lightning/rl/rnd.py``: an online TD3 agent maximising the RND bonus, 5000 random warm-up steps), collected
 once into runs/bench_td_jepa/walker_rnd (100 episodes: ~20 min on one thread), 90 % of the episodes for training;
-the result is benchmarks/results/td_jepa_walker_rnd.json.
+the result is benchmarks/results/td_jepa_walker_rnd.json. Side by side with the official code (marbaga/
+td_jepa_public, trained by its own update on these minibatches): benchmarks/fidelity/td_jepa_parity.py; it agrees
+with ours on every task, with the same wide spread on walk.
 
 Returns (probe per task: stand, walk, run) are over ``--episodes`` episodes of ``--time-limit`` steps (episode i
 reset with ``--eval-seed`` + i). Claims, per task: TD-JEPA's return is above twice the random policy's (the ratio
