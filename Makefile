@@ -59,7 +59,8 @@ reproduce: install  ## paper-claim experiments at small scale (slow); results ->
 	DMT_OFFICIAL=$${DMT_OFFICIAL:-runs/official/dmtjepa} $(PY) benchmarks/fidelity/dmt_parity.py && \
 	TJEPA_OFFICIAL=$${TJEPA_OFFICIAL:-runs/official/tjepa} $(PY) benchmarks/fidelity/t_jepa_parity.py && \
 	SEQJEPA_OFFICIAL=$${SEQJEPA_OFFICIAL:-runs/official/seqjepa} $(PY) benchmarks/fidelity/seq_jepa_parity.py --seeds 0 1 2 3 4 && \
-	TDJEPA_OFFICIAL=$${TDJEPA_OFFICIAL:-runs/official/tdjepa} $(PY) benchmarks/fidelity/td_jepa_parity.py --rnd 100 --seeds 0 1 2 3 4
+	TDJEPA_OFFICIAL=$${TDJEPA_OFFICIAL:-runs/official/tdjepa} $(PY) benchmarks/fidelity/td_jepa_parity.py --rnd 100 --seeds 0 1 2 3 4 && \
+	TDJEPA_OFFICIAL=$${TDJEPA_OFFICIAL:-runs/official/tdjepa} $(PY) benchmarks/fidelity/td_jepa_parity.py  # the embedded data, seeds 0 1 2
 	$(PY) benchmarks/fidelity/report.py
 
 freeze: install  ## re-pin constraints.txt from the current environment
