@@ -8,6 +8,7 @@ them at the commits the published parity results were measured against.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import importlib.util
@@ -42,6 +43,14 @@ def own_packages(root: Path) -> Iterator[None]:
 def official_dir(arg: str | None, env: str) -> str | None:
     """The checkout to use: the command line's, else the environment variable `env`'s, else None."""
     return arg or os.environ.get(env) or None
+
+
+def required_checkout(parser: argparse.ArgumentParser, arg: str | None, env: str, repo: str) -> str:
+    """`official_dir`, or the parser's usage error naming `repo`, the `--official` option and `env`."""
+    path = official_dir(arg, env)
+    if not path:
+        parser.error(f"name a checkout of {repo} with --official or env {env}")
+    return path
 
 
 def import_official(path: str | os.PathLike, repo: str, modules: list[str], marker: str,

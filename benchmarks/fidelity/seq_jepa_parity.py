@@ -86,7 +86,7 @@ from common import (  # noqa: E402
     run_worker,
     save_result,
 )
-from official import import_official, official_dir  # noqa: E402
+from official import import_official, required_checkout  # noqa: E402
 
 REPO, COMMIT = "hafezgh/seq-jepa", "73e0550601725de59d2205c5bb192c7f86b04018"
 SETTING = "rotations"
@@ -363,9 +363,7 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="recompute cached official runs")
     ap.add_argument("--one", nargs=2, metavar=("SEED", "ACTIONS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    args.official = official_dir(args.official, "SEQJEPA_OFFICIAL")
-    if not args.official:
-        ap.error("name a checkout of hafezgh/seq-jepa with --official or env SEQJEPA_OFFICIAL")
+    args.official = required_checkout(ap, args.official, "SEQJEPA_OFFICIAL", REPO)
     if args.quick:
         args.seeds, args.epochs = args.seeds[:1], 1
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -88,7 +88,7 @@ from common import (  # noqa: E402
     run_worker,
     save_result,
 )
-from official import import_official, official_dir  # noqa: E402
+from official import import_official, required_checkout  # noqa: E402
 from t_jepa_heads import HEAD, PROBE_ROWS, heads, token_collapse  # noqa: E402
 
 REPO = "jose-melo/t-jepa"
@@ -302,9 +302,7 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="recompute cached official runs")
     ap.add_argument("--one", nargs=2, metavar=("DATASET", "SEED"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    args.official = official_dir(args.official, "TJEPA_OFFICIAL")
-    if not args.official:
-        ap.error("name a checkout of jose-melo/t-jepa with --official or env TJEPA_OFFICIAL")
+    args.official = required_checkout(ap, args.official, "TJEPA_OFFICIAL", REPO)
     if args.quick:
         args.seeds, args.epochs = args.seeds[:1], 2
         if args.datasets == DEFAULT_DATASETS:

@@ -69,7 +69,7 @@ if str(HERE) not in sys.path:
 
 import td_jepa  # noqa: E402
 from common import agreement_claim, cached, claim_entry, in_parallel, probe_entry, run_worker, save_result  # noqa: E402
-from official import import_official, official_dir  # noqa: E402
+from official import import_official, required_checkout  # noqa: E402
 
 from jepa_lightning.methods.td_jepa import TDJEPA  # noqa: E402
 from jepa_lightning.nn.rl import sphere  # noqa: E402
@@ -310,9 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--official", default=None, help="checkout of marbaga/td_jepa_public (default: env TDJEPA_OFFICIAL)")
     own, rest = ap.parse_known_args(argv)
     args = td_jepa.parse_args(rest)  # every other option is td_jepa.py's
-    official = official_dir(own.official, "TDJEPA_OFFICIAL")
-    if not official:
-        raise SystemExit("name a checkout of marbaga/td_jepa_public with --official or env TDJEPA_OFFICIAL")
+    official = required_checkout(ap, own.official, "TDJEPA_OFFICIAL", REPO)
     torch.set_num_threads(1)
     CACHE.mkdir(parents=True, exist_ok=True)
     if args.rnd:
