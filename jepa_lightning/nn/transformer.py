@@ -11,14 +11,15 @@ from torch import nn
 
 
 class TransformerStack(nn.Module):
-    """`depth` timm blocks with linearly increasing drop-path, followed by a final LayerNorm."""
+    """`depth` timm blocks with linearly increasing drop-path, followed by a final LayerNorm (`norm_eps`: every
+    LayerNorm's epsilon; 1e-6 as the official I-JEPA code, 1e-12 in Hugging Face's I-JEPA)."""
 
     def __init__(self, dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 drop_path_rate: float = 0.0) -> None:
+                 drop_path_rate: float = 0.0, norm_eps: float = 1e-6) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"width {dim} is not divisible by num_heads {num_heads}")
-        norm = partial(nn.LayerNorm, eps=1e-6)
+        norm = partial(nn.LayerNorm, eps=norm_eps)
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # python: meta-safe
         self.blocks = nn.ModuleList(
             Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=r, norm_layer=norm)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import nn
@@ -28,13 +29,21 @@ class VisionTransformer(nn.Module):
     is position, `eval.variance_shares`; at 0.04: 23 %). 0.02 x sqrt(paper's fan-in / fan-in) keeps the paper's
     balance: 0.04 for 2x8x8x3 video tubelets against ViT-L/16's 1536, 0.035 for 8x8x3 image patches against
     I-JEPA's ViT-H/14 (588).
+
+    `pos_embed`: "sincos" (default) computes the fixed sin-cos table at construction and keeps it out of the state
+    dict; "stored" starts from the same table but keeps it in the state dict (still fixed, not trained), so a
+    published encoder's own table (`jepa_lightning.pretrained.load_encoder`) is loaded and saved with the weights.
+    `norm_eps`: the LayerNorms' epsilon (see `TransformerStack`).
     """
 
     def __init__(self, img_size: int | tuple[int, int] = 224, patch_size: int = 16, in_chans: int = 3, num_frames: int = 1,
                  tubelet_size: int = 2, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
-                 init_std: float = 0.02, patch_init_std: float | None = None) -> None:
+                 init_std: float = 0.02, patch_init_std: float | None = None,
+                 pos_embed: Literal["sincos", "stored"] = "sincos", norm_eps: float = 1e-6) -> None:
         super().__init__()
+        if pos_embed not in ("sincos", "stored"):
+            raise ValueError(f"pos_embed must be 'sincos' or 'stored', got {pos_embed!r}")
         if num_frames == 1:
             self.patch_embed: nn.Module = PatchEmbed2D(img_size, patch_size, in_chans, embed_dim)
         else:
@@ -43,8 +52,10 @@ class VisionTransformer(nn.Module):
         self.grid_size: tuple[int, ...] = self.patch_embed.grid_size
         self.num_patches = math.prod(self.grid_size)
         self.embed_dim = embed_dim
-        self.register_buffer("pos_embed", sincos_pos_embed(self.grid_size, embed_dim)[None], persistent=False)
-        self.transformer = TransformerStack(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate)
+        self.register_buffer("pos_embed", sincos_pos_embed(self.grid_size, embed_dim)[None],
+                             persistent=pos_embed == "stored")
+        self.transformer = TransformerStack(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate,
+                                            norm_eps)
         init_vit_weights(self, init_std)
         if patch_init_std is not None:  # see the class docstring
             nn.init.trunc_normal_(self.patch_embed.proj.weight, std=patch_init_std)

@@ -1,0 +1,140 @@
+"""Published encoders in (`jepa_lightning.pretrained`): Hugging Face I-JEPA folders become our VisionTransformer with
+the same outputs; bad checkpoints fail naming the file, the key and the shapes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from jepa_lightning.nn.vit import VisionTransformer
+from jepa_lightning.pretrained import CheckpointError, detect_format, load_encoder
+
+transformers = pytest.importorskip("transformers")
+
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
+        "image_size": 16, "patch_size": 4}
+
+
+def hf_ijepa(folder, seed=0, **config):
+    """A random-init IJepaModel (every tensor drawn away from its init: LayerNorms, biases, positions) saved by
+    `save_pretrained` into `folder`."""
+    torch.manual_seed(seed)
+    model = transformers.IJepaModel(transformers.IJepaConfig(**(TINY | config))).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    model.save_pretrained(folder)
+    return model
+
+
+@pytest.mark.parametrize("config", [{}, {"qkv_bias": False, "layer_norm_eps": 1e-6, "image_size": [16, 24]}])
+def test_hf_ijepa_loads_with_the_same_outputs(tmp_path, config):
+    theirs = hf_ijepa(tmp_path, **config)
+    ours = load_encoder(tmp_path)
+    assert detect_format(tmp_path) == "hf-ijepa" and isinstance(ours, VisionTransformer) and not ours.training
+    size = config.get("image_size", [16, 16])
+    x = torch.randn(3, 3, *size)
+    with torch.no_grad():
+        expected = theirs(pixel_values=x).last_hidden_state
+        assert (ours(x) - expected).abs().max() < 1e-4
+    # the position table is the checkpoint's (not re-derived) and travels with our state dict
+    assert torch.equal(ours.state_dict()["pos_embed"], theirs.embeddings.position_embeddings.detach())
+    assert ours.transformer.norm.eps == config.get("layer_norm_eps", 1e-12)
+
+
+def test_hf_ijepa_in_memory_names_of_transformers_5_load_too(tmp_path):
+    theirs = hf_ijepa(tmp_path)
+    renamed = {k: v.contiguous() for k, v in theirs.state_dict().items()}  # layers.N.attention.q_proj ...
+    assert any(k.startswith("layers.") for k in renamed)
+    save_file(renamed, tmp_path / "model.safetensors")
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert (load_encoder(tmp_path)(x) - theirs(pixel_values=x).last_hidden_state).abs().max() < 1e-4
+
+
+def edit_weights(folder, edit):
+    state = load_file(folder / "model.safetensors")
+    edit(state)
+    save_file(state, folder / "model.safetensors")
+
+
+def test_missing_unexpected_and_misshapen_keys_are_named(tmp_path):
+    hf_ijepa(tmp_path)
+    edit_weights(tmp_path, lambda s: s.pop("encoder.layer.1.output.dense.bias"))
+    with pytest.raises(CheckpointError, match=r"missing transformer\.blocks\.1\.mlp\.fc2\.bias"):
+        load_encoder(tmp_path)
+    hf_ijepa(tmp_path)
+    edit_weights(tmp_path, lambda s: s.update({"pooler.dense.weight": torch.zeros(32, 32)}))
+    with pytest.raises(CheckpointError, match=r"unexpected pooler\.dense\.weight"):
+        load_encoder(tmp_path)
+    hf_ijepa(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(config | {"intermediate_size": 96}))
+    with pytest.raises(CheckpointError, match=r"mlp\.fc1\.weight has shape \[64, 32\] in the checkpoint, the model "
+                                              r"built from its config expects \[96, 32\]"):
+        load_encoder(tmp_path)
+
+
+def test_unreadable_or_unsupported_sources_get_clear_errors(tmp_path, monkeypatch):
+    hf_ijepa(tmp_path)
+    data = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors: unreadable safetensors file"):
+        load_encoder(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(CheckpointError, match="model_type 'bert' is not a supported"):
+        load_encoder(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json: unreadable JSON"):
+        load_encoder(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        load_encoder(tmp_path / "absent")
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no internet")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(OSError, match=r"could not download facebook/x .*pass DIR"):
+        load_encoder("facebook/x")
+
+
+def test_stored_position_table_is_in_the_state_dict_and_sincos_is_not():
+    stored = VisionTransformer(img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2, pos_embed="stored")
+    computed = VisionTransformer(img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2)
+    assert "pos_embed" in stored.state_dict() and "pos_embed" not in computed.state_dict()
+    assert torch.equal(stored.pos_embed, computed.pos_embed)  # the same table until a checkpoint replaces it
+    with pytest.raises(ValueError, match="pos_embed must be 'sincos' or 'stored'"):
+        VisionTransformer(img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2, pos_embed="learned")
+
+
+BLOCK = """
+import sys
+class Block:  # as if neither package were installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("transformers", "huggingface_hub"):
+            raise ImportError(f"blocked: {name}")
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_loading_a_local_folder_needs_neither_transformers_nor_the_hub(tmp_path):
+    theirs = hf_ijepa(tmp_path)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.save({"x": x, "y": theirs(pixel_values=x).last_hidden_state}, tmp_path / "io.pt")
+    code = BLOCK + f"""
+import torch
+from jepa_lightning.pretrained import load_encoder
+io = torch.load({str(tmp_path / 'io.pt')!r})
+with torch.no_grad():
+    print(float((load_encoder({str(tmp_path)!r})(io["x"]) - io["y"]).abs().max()))
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("transformers", "huggingface_hub")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    diff, modules = out.stdout.strip().splitlines()[-2:]
+    assert float(diff) < 1e-4 and modules == "[]"
