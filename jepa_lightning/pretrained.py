@@ -15,6 +15,13 @@ Formats:
   :class:`~jepa_lightning.nn.vit.VisionTransformer` (``pos_embed="stored"``); its output on the same pixels is
   ``IJepaModel``'s ``last_hidden_state``.
 
+- ``ijepa``: a checkpoint file of the official I-JEPA code (facebookresearch/ijepa ``src/train.py``: a dict with
+  ``encoder``, ``predictor``, ``target_encoder`` state dicts, ``module.`` prefixes from DDP, optimizer state ...).
+  ``which`` picks the network (default ``target_encoder``, the one the paper evaluates; or ``encoder``). The
+  file stores no config: width, patch, image size (square), depth, MLP width and qkv bias are read from the
+  tensors' shapes, the head count from the official model table by width (``OFFICIAL_HEADS``; ``num_heads=``
+  for other widths), LayerNorm epsilon 1e-6 as the official models; the position table is the file's.
+
 Hub ids download with ``huggingface_hub`` (``pip install jepa-lightning[hf]``); without it, or without internet,
 the error says how to pass a local folder instead.
 """
@@ -50,6 +57,14 @@ def load_encoder(source: str | Path, **overrides: Any) -> nn.Module:
 
 def detect_format(path: Path) -> str:
     """The format name of a local checkpoint folder or file (a key of `LOADERS`)."""
+    if path.is_file():
+        state = _torch_file(path)
+        if isinstance(state, dict) and any(isinstance(state.get(k), dict) for k in ("target_encoder", "encoder")):
+            net = _strip(state.get("target_encoder") or state["encoder"], "module.")
+            if "patch_embed.proj.weight" in net and net["patch_embed.proj.weight"].dim() == 4:
+                return "ijepa"
+        raise CheckpointError(f"{path}: not a supported checkpoint file; expected an official I-JEPA checkpoint "
+                              f"(a dict with 'target_encoder' / 'encoder' state dicts of a 2-D ViT)")
     if path.is_dir():
         config = path / "config.json"
         if config.is_file():
@@ -60,8 +75,7 @@ def detect_format(path: Path) -> str:
                                   f"(supported: 'ijepa')")
         raise CheckpointError(f"{path}: a folder without config.json; expected a Hugging Face model folder "
                               f"(config.json + one of {', '.join(WEIGHT_FILES)})")
-    raise CheckpointError(f"{path}: not a supported checkpoint; expected a Hugging Face model folder "
-                          f"(config.json + one of {', '.join(WEIGHT_FILES)})")
+    raise CheckpointError(f"{path}: not a file or folder")
 
 
 def _resolve(source: str | Path) -> Path:
@@ -93,6 +107,19 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: unreadable JSON ({err})") from err
 
 
+def _torch_file(path: Path) -> Any:
+    """A PyTorch pickle read with ``weights_only`` (tensors and plain containers, no code), or a clear error."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path}: unreadable PyTorch checkpoint, corrupt, truncated or not a weights file "
+                              f"({type(err).__name__}: {err})") from err
+
+
+def _strip(state: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+
+
 def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     """The tensors of a Hugging Face model folder: one safetensors file, a sharded one, or a PyTorch pickle."""
     from safetensors import SafetensorError
@@ -116,10 +143,7 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
             state.update(safetensors_file(folder / shard))
         return state
     if (folder / "pytorch_model.bin").is_file():
-        try:
-            return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise CheckpointError(f"{folder / 'pytorch_model.bin'}: unreadable ({err})") from err
+        return _torch_file(folder / "pytorch_model.bin")
     raise CheckpointError(f"{folder}: no weights; expected one of {', '.join(WEIGHT_FILES)}")
 
 
@@ -161,7 +185,7 @@ def hf_vit_to_ours(state: dict[str, torch.Tensor], depth: int, qkv_bias: bool, s
     """A Hugging Face ViT-family encoder's tensors (I-JEPA) under our VisionTransformer's names: q, k, v
     concatenated into timm's fused qkv. Keys outside the encoder are left under their own names (so `fill` names
     them as unexpected)."""
-    state = {k[len(prefix):] if prefix and k.startswith(prefix) else k: v for k, v in state.items()}
+    state = _strip(state, prefix) if prefix else state
     legacy = {}
     for key, value in state.items():
         for pattern, repl in _HF_V5_TO_LEGACY:
@@ -205,6 +229,12 @@ def _pair(value: Any, what: str, config: Path) -> tuple[int, int]:
     raise CheckpointError(f"{config}: {what} must be an integer or a pair of integers, got {value!r}")
 
 
+def _mlp_ratio(hidden: int, width: int) -> float:
+    """The ratio for which our blocks (timm: ``int(width * ratio)``) build exactly `hidden` MLP units (e.g. the
+    official ViT-g's 48/11, which int() of the float product would round down by one)."""
+    return (hidden + 0.5) / width
+
+
 def load_hf_ijepa(folder: Path, **overrides: Any) -> VisionTransformer:
     """A Hugging Face ``IJepaModel`` folder as our VisionTransformer (see the module docstring)."""
     config_path = folder / "config.json"
@@ -228,18 +258,57 @@ def load_hf_ijepa(folder: Path, **overrides: Any) -> VisionTransformer:
     depth, qkv_bias = int(config["num_hidden_layers"]), bool(config.get("qkv_bias", True))
     model = VisionTransformer(img_size=_pair(config["image_size"], "image_size", config_path), patch_size=patch[0],
                               in_chans=int(config.get("num_channels", 3)), embed_dim=width, depth=depth,
-                              num_heads=heads, mlp_ratio=int(config["intermediate_size"]) / width,
+                              num_heads=heads, mlp_ratio=_mlp_ratio(int(config["intermediate_size"]), width),
                               qkv_bias=qkv_bias, pos_embed="stored",
                               norm_eps=float(config.get("layer_norm_eps", 1e-12)))
-    if model.transformer.blocks[0].mlp.fc1.out_features != int(config["intermediate_size"]):
-        raise CheckpointError(f"{config_path}: intermediate_size {config['intermediate_size']} is not a whole "
-                              f"multiple of hidden_size {width} that our blocks can build")
     state = read_state_dict(folder)
     prefix = "ijepa." if any(k.startswith("ijepa.") for k in state) else ""
     return fill(model, hf_vit_to_ours(state, depth, qkv_bias, str(folder), prefix), str(folder))
 
 
-LOADERS: dict[str, Callable[..., nn.Module]] = {"hf-ijepa": load_hf_ijepa}
+# the official I-JEPA models' head counts by width (facebookresearch/ijepa src/models/vision_transformer.py vit_*)
+OFFICIAL_HEADS = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16, 1408: 16}
 
-__all__ = ["CheckpointError", "LOADERS", "detect_format", "fill", "hf_vit_to_ours", "load_encoder",
+
+def load_official_ijepa(path: Path, which: str = "target_encoder", num_heads: int | None = None,
+                        **overrides: Any) -> VisionTransformer:
+    """An official I-JEPA checkpoint file's `which` network as our VisionTransformer (see the module docstring).
+    `overrides`: ``layer_norm_eps`` (default 1e-6), ``img_size`` (default: square, from the position table)."""
+    unknown = set(overrides) - {"layer_norm_eps", "img_size"}
+    if unknown:
+        raise TypeError(f"load_encoder({path}): unknown options {sorted(unknown)} for an official I-JEPA file "
+                        f"(which, num_heads, layer_norm_eps, img_size)")
+    checkpoint = _torch_file(path)
+    if which not in ("target_encoder", "encoder") or not isinstance(checkpoint.get(which), dict):
+        present = [k for k in ("target_encoder", "encoder") if isinstance(checkpoint.get(k), dict)]
+        raise CheckpointError(f"{path}: no {which!r} network in the file (it holds {present})")
+    state = _strip(checkpoint[which], "module.")
+    source = f"{path} [{which}]"
+    for key in ("patch_embed.proj.weight", "pos_embed", "blocks.0.mlp.fc1.weight"):
+        if key not in state:
+            raise CheckpointError(f"{source}: missing {key}; not an official I-JEPA encoder")
+    width, in_chans, patch, _ = state["patch_embed.proj.weight"].shape
+    tokens = state["pos_embed"].shape[1]
+    side = round(tokens ** 0.5)
+    img_size = overrides.get("img_size") or (side * patch if side * side == tokens else None)
+    if img_size is None:
+        raise CheckpointError(f"{source}: pos_embed holds {tokens} positions, not a square grid; give img_size")
+    heads = num_heads or OFFICIAL_HEADS.get(int(width))
+    if heads is None:
+        raise CheckpointError(f"{source}: width {width} is none of the official models' "
+                              f"({sorted(OFFICIAL_HEADS)}); give num_heads")
+    depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+    model = VisionTransformer(img_size=img_size, patch_size=int(patch), in_chans=int(in_chans), embed_dim=int(width),
+                              depth=depth, num_heads=heads,
+                              mlp_ratio=_mlp_ratio(int(state["blocks.0.mlp.fc1.weight"].shape[0]), int(width)),
+                              qkv_bias="blocks.0.attn.qkv.bias" in state, pos_embed="stored",
+                              norm_eps=float(overrides.get("layer_norm_eps", 1e-6)))
+    # the official names are timm's, as ours, under two roots: blocks.* and norm.* live in our transformer stack
+    ours = {re.sub(r"^(blocks|norm)\.", r"transformer.\1.", k): v for k, v in state.items()}
+    return fill(model, ours, source)
+
+
+LOADERS: dict[str, Callable[..., nn.Module]] = {"hf-ijepa": load_hf_ijepa, "ijepa": load_official_ijepa}
+
+__all__ = ["CheckpointError", "LOADERS", "OFFICIAL_HEADS", "detect_format", "fill", "hf_vit_to_ours", "load_encoder",
            "read_state_dict"]

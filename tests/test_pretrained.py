@@ -4,13 +4,16 @@ the same outputs; bad checkpoints fail naming the file, the key and the shapes."
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from jepa_lightning.nn.vit import VisionTransformer
-from jepa_lightning.pretrained import CheckpointError, detect_format, load_encoder
+from jepa_lightning.pretrained import CheckpointError, _mlp_ratio, detect_format, load_encoder
+
+OFFICIAL = Path(__file__).resolve().parent / "data" / "official"  # written by tests/data/make_official_fixtures.py
 
 transformers = pytest.importorskip("transformers")
 
@@ -138,3 +141,45 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("transformers", "hugg
     assert out.returncode == 0, out.stderr[-2000:]
     diff, modules = out.stdout.strip().splitlines()[-2:]
     assert float(diff) < 1e-4 and modules == "[]"
+
+
+# ------------------------------------------------------------------------------------------------ official files
+def test_official_ijepa_checkpoint_loads_each_network_with_the_official_outputs():
+    """The fixture was written by facebookresearch/ijepa's own model code (commit recorded in the io file)."""
+    path, io = OFFICIAL / "ijepa_tiny.pth.tar", torch.load(OFFICIAL / "ijepa_tiny_io.pt")
+    assert detect_format(path) == "ijepa" and len(io["commit"]) == 40
+    default = load_encoder(path, num_heads=4)  # width 32 is no official model's: its head count is given
+    for which in ("target_encoder", "encoder"):
+        ours = load_encoder(path, which=which, num_heads=4)
+        with torch.no_grad():
+            assert (ours(io["input"]) - io["outputs"][which]).abs().max() < 1e-4
+        assert ours.transformer.norm.eps == 1e-6 and ours.grid_size == (4, 4)
+    assert torch.equal(default.transformer.norm.weight, load_encoder(path, which="target_encoder",
+                                                                     num_heads=4).transformer.norm.weight)
+
+
+def test_official_ijepa_errors_name_what_is_wrong(tmp_path):
+    path = OFFICIAL / "ijepa_tiny.pth.tar"
+    with pytest.raises(CheckpointError, match=r"width 32 is none of the official models'.*give num_heads"):
+        load_encoder(path)
+    with pytest.raises(CheckpointError, match=r"no 'predictor' network in the file"):
+        load_encoder(path, which="predictor", num_heads=4)
+    checkpoint = torch.load(path)
+    del checkpoint["target_encoder"]["module.blocks.1.attn.proj.weight"]
+    torch.save(checkpoint, tmp_path / "cut.pth.tar")
+    with pytest.raises(CheckpointError, match=r"cut\.pth\.tar \[target_encoder\].*missing "
+                                              r"transformer\.blocks\.1\.attn\.proj\.weight"):
+        load_encoder(tmp_path / "cut.pth.tar", num_heads=4)
+    (tmp_path / "half.pth.tar").write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="half.pth.tar: unreadable PyTorch checkpoint"):
+        load_encoder(tmp_path / "half.pth.tar")
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="other.ckpt: not a supported checkpoint file"):
+        load_encoder(tmp_path / "other.ckpt")
+
+
+def test_mlp_width_is_built_exactly_for_the_official_giant_ratio():
+    assert int(1408 * _mlp_ratio(6144, 1408)) == 6144  # ViT-g: 48/11; the plain float quotient can fall short
+    assert all(int(w * _mlp_ratio(h, w)) == h for w in range(4, 300, 4) for h in range(w, 6 * w, 7))
+    vit = VisionTransformer(img_size=8, patch_size=4, embed_dim=44, depth=1, num_heads=2, mlp_ratio=_mlp_ratio(97, 44))
+    assert vit.transformer.blocks[0].mlp.fc1.out_features == 97
