@@ -55,6 +55,51 @@ def load_encoder(source: str | Path, **overrides: Any) -> nn.Module:
     return LOADERS[fmt](path, **overrides).eval()
 
 
+def load_into(module: nn.Module, source: str | Path, key: str = "teacher") -> nn.Module:
+    """Fill `module` (built from a recipe) with the published encoder of `source`: every weight and the position
+    table, the same shapes, and the same LayerNorm epsilon (else a CheckpointError naming both values). `key` picks
+    the network of an official I-JEPA file: "teacher" / "target_encoder" -> its target encoder, "encoder" /
+    "student" / "context_encoder" -> its context encoder. The module needs ``pos_embed="stored"`` (its position
+    table then is the checkpoint's and is saved with it)."""
+    path = _resolve(source)
+    fmt = detect_format(path)
+    options: dict[str, Any] = {}
+    if fmt == "ijepa":
+        which = {"teacher": "target_encoder", "target_encoder": "target_encoder", "encoder": "encoder",
+                 "student": "encoder", "context_encoder": "encoder"}.get(key)
+        if which is None:
+            raise CheckpointError(f"{path}: checkpoint key {key!r} names no network of an official I-JEPA file "
+                                  f"(teacher / target_encoder or encoder / student)")
+        blocks = getattr(getattr(module, "transformer", None), "blocks", None)
+        options = {"which": which} | ({"num_heads": blocks[0].attn.num_heads} if blocks else {})
+    published = LOADERS[fmt](path, **options)
+    norm = getattr(getattr(module, "transformer", None), "norm", None)
+    if isinstance(norm, nn.LayerNorm) and norm.eps != published.transformer.norm.eps:
+        raise CheckpointError(f"{path}: its LayerNorms use eps {published.transformer.norm.eps:g}, the model built "
+                              f"here {norm.eps:g}; set norm_eps: {published.transformer.norm.eps:g}")
+    state = published.state_dict()
+    if "pos_embed" in state and "pos_embed" not in module.state_dict():
+        raise CheckpointError(f"{path}: the checkpoint holds its own position table; build the encoder with "
+                              f"pos_embed: stored so that it is loaded (and saved)")
+    return fill(module, state, str(path))
+
+
+def published_format(path: str | Path) -> str | None:
+    """The format of `path` when it is a published checkpoint `load_encoder` reads, None for anything else (our
+    Lightning checkpoints, safetensors exports, sharded checkpoint folders)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        return "hub" if is_hub_id(str(path)) else None
+    if p.is_dir():
+        return "hf" if (p / "config.json").is_file() else None
+    if p.suffix in (".ckpt", ".safetensors"):
+        return None
+    try:
+        return detect_format(p)
+    except CheckpointError:
+        return None
+
+
 def detect_format(path: Path) -> str:
     """The format name of a local checkpoint folder or file (a key of `LOADERS`)."""
     if path.is_file():
@@ -78,13 +123,23 @@ def detect_format(path: Path) -> str:
     raise CheckpointError(f"{path}: not a file or folder")
 
 
+CHECKPOINT_SUFFIXES = (".ckpt", ".safetensors", ".pt", ".pth", ".tar", ".bin", ".json")
+
+
+def is_hub_id(text: str) -> bool:
+    """'owner/name' that is not a local path: one slash, no leading '.', '/' or '~', no checkpoint file suffix
+    (so a mistyped local 'runs/last.ckpt' is reported as missing, not looked up on the hub)."""
+    return (text.count("/") == 1 and not text.startswith((".", "/", "~"))
+            and Path(text).suffix not in CHECKPOINT_SUFFIXES)
+
+
 def _resolve(source: str | Path) -> Path:
     """A local path as is; otherwise a hub id, downloaded (or found in the local hub cache)."""
     path = Path(source).expanduser()
     if path.exists():
         return path
     text = str(source)
-    if text.startswith((".", "/", "~")) or text.count("/") != 1:
+    if not is_hub_id(text):
         raise FileNotFoundError(f"{text}: no such file or folder (and not a hub id of the form 'owner/name')")
     try:
         from huggingface_hub import snapshot_download
@@ -109,6 +164,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _torch_file(path: Path) -> Any:
     """A PyTorch pickle read with ``weights_only`` (tensors and plain containers, no code), or a clear error."""
+    try:  # memory-mapped where the file allows it: reading the format of a large file costs little
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        pass
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -311,4 +370,5 @@ def load_official_ijepa(path: Path, which: str = "target_encoder", num_heads: in
 LOADERS: dict[str, Callable[..., nn.Module]] = {"hf-ijepa": load_hf_ijepa, "ijepa": load_official_ijepa}
 
 __all__ = ["CheckpointError", "LOADERS", "OFFICIAL_HEADS", "detect_format", "fill", "hf_vit_to_ours", "load_encoder",
+           "load_into", "published_format",
            "read_state_dict"]

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from jepa_lightning.eval.checkpoint import load_encoder_weights
 from jepa_lightning.nn.vit import VisionTransformer
 from jepa_lightning.pretrained import CheckpointError, _mlp_ratio, detect_format, load_encoder
 
@@ -183,3 +184,49 @@ def test_mlp_width_is_built_exactly_for_the_official_giant_ratio():
     assert all(int(w * _mlp_ratio(h, w)) == h for w in range(4, 300, 4) for h in range(w, 6 * w, 7))
     vit = VisionTransformer(img_size=8, patch_size=4, embed_dim=44, depth=1, num_heads=2, mlp_ratio=_mlp_ratio(97, 44))
     assert vit.transformer.blocks[0].mlp.fc1.out_features == 97
+
+
+# ------------------------------------------------------------------------------------------------ in recipes
+def test_a_recipe_encoder_starts_from_a_published_one(tmp_path):
+    """`--model.init_args.encoder.init_args.pretrained=<folder>` on the digits recipe: the student (and the EMA
+    teacher copied from it) hold the published weights and give the published outputs."""
+    from jepa_lightning.cli import JEPACLI
+
+    theirs = hf_ijepa(tmp_path / "hf", hidden_size=96, num_hidden_layers=4, num_attention_heads=4,
+                      intermediate_size=384, image_size=32, patch_size=4, layer_norm_eps=1e-6)
+    enc = "--model.init_args.encoder.init_args"
+    cli = JEPACLI(run=False, args=["--config", str(Path(__file__).resolve().parents[1] / "recipes/ijepa/tiny.yaml"),
+                                   f"--run_dir={tmp_path / 'runs'}", "--data.init_args.num_workers=0",
+                                   f"{enc}.pretrained={tmp_path / 'hf'}", f"{enc}.pos_embed=stored"])
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = theirs(pixel_values=x).last_hidden_state
+        for net in (cli.model.encoder, cli.model.network("teacher")):
+            assert (net.eval()(x) - expected).abs().max() < 1e-4
+
+
+def test_published_weights_into_a_built_encoder_check_the_architecture(tmp_path):
+    hf_ijepa(tmp_path)
+    build = dict(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=4, mlp_ratio=2.0)
+    with pytest.raises(CheckpointError, match="eps 1e-12, the model built here 1e-06; set norm_eps: 1e-12"):
+        VisionTransformer(**build, pos_embed="stored", pretrained=str(tmp_path))
+    with pytest.raises(CheckpointError, match="own position table; build the encoder with pos_embed: stored"):
+        VisionTransformer(**build, norm_eps=1e-12, pretrained=str(tmp_path))
+    with pytest.raises(CheckpointError, match=r"unexpected transformer\.blocks\.1\."):
+        VisionTransformer(**build | {"depth": 1}, norm_eps=1e-12, pos_embed="stored", pretrained=str(tmp_path))
+    VisionTransformer(**build, norm_eps=1e-12, pos_embed="stored", pretrained=str(tmp_path))  # matches: loads
+
+
+def test_checkpoint_options_accept_official_files_with_the_method_key():
+    """`load_encoder_weights` (SALT's teacher, the attentive probe, UI-JEPA's init, ...) reads an official I-JEPA
+    file: key "teacher" -> its target encoder, "encoder" -> its context encoder."""
+    path, io = OFFICIAL / "ijepa_tiny.pth.tar", torch.load(OFFICIAL / "ijepa_tiny_io.pt")
+    build = dict(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=4, pos_embed="stored")
+    for key, which in (("teacher", "target_encoder"), ("encoder", "encoder")):
+        net = load_encoder_weights(VisionTransformer(**build), path, key).eval()
+        with torch.no_grad():
+            assert (net(io["input"]) - io["outputs"][which]).abs().max() < 1e-4
+    with pytest.raises(CheckpointError, match="key 'predictor' names no network"):
+        load_encoder_weights(VisionTransformer(**build), path, "predictor")
+    with pytest.raises(FileNotFoundError):  # a mistyped local checkpoint is missing, not a hub id
+        load_encoder_weights(VisionTransformer(**build), "runs/last.ckpt")

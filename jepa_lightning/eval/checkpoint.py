@@ -62,8 +62,13 @@ def read_encoder_state(path: str | Path, key: str = "teacher") -> dict[str, torc
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path, key: str = "teacher") -> nn.Module:
-    """Load `encoder` (strictly) from a Lightning checkpoint's `f"{key}."` entries or a `.safetensors` file;
-    returns the encoder."""
+    """Load `encoder` (strictly) from a Lightning checkpoint's `f"{key}."` entries or a `.safetensors` file, or
+    from a published checkpoint (a Hugging Face folder or hub id, an official I-JEPA file:
+    `jepa_lightning.pretrained.load_into`); returns the encoder."""
+    from jepa_lightning.pretrained import load_into, published_format
+
+    if published_format(path) is not None:
+        return load_into(encoder, path, key)
     state = read_encoder_state(path, key)
     try:
         encoder.load_state_dict(state, strict=True)

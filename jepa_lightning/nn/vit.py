@@ -33,14 +33,17 @@ class VisionTransformer(nn.Module):
     `pos_embed`: "sincos" (default) computes the fixed sin-cos table at construction and keeps it out of the state
     dict; "stored" starts from the same table but keeps it in the state dict (still fixed, not trained), so a
     published encoder's own table (`jepa_lightning.pretrained.load_encoder`) is loaded and saved with the weights.
-    `norm_eps`: the LayerNorms' epsilon (see `TransformerStack`).
+    `norm_eps`: the LayerNorms' epsilon (see `TransformerStack`). `pretrained`: a published encoder (path or hub
+    id, see `jepa_lightning.pretrained`) whose weights fill this one after initialisation; its architecture must
+    match (shapes, epsilon, `pos_embed="stored"`), else the error names what differs.
     """
 
     def __init__(self, img_size: int | tuple[int, int] = 224, patch_size: int = 16, in_chans: int = 3, num_frames: int = 1,
                  tubelet_size: int = 2, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
                  init_std: float = 0.02, patch_init_std: float | None = None,
-                 pos_embed: Literal["sincos", "stored"] = "sincos", norm_eps: float = 1e-6) -> None:
+                 pos_embed: Literal["sincos", "stored"] = "sincos", norm_eps: float = 1e-6,
+                 pretrained: str | None = None) -> None:
         super().__init__()
         if pos_embed not in ("sincos", "stored"):
             raise ValueError(f"pos_embed must be 'sincos' or 'stored', got {pos_embed!r}")
@@ -59,6 +62,10 @@ class VisionTransformer(nn.Module):
         init_vit_weights(self, init_std)
         if patch_init_std is not None:  # see the class docstring
             nn.init.trunc_normal_(self.patch_embed.proj.weight, std=patch_init_std)
+        if pretrained is not None:
+            from jepa_lightning.pretrained import load_into
+
+            load_into(self, pretrained)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         tokens = self.patch_embed(x) + self.pos_embed
