@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from jepa_lightning.eval.checkpoint import load_encoder_weights
 from jepa_lightning.nn.vit import VisionTransformer
-from jepa_lightning.pretrained import CheckpointError, _mlp_ratio, detect_format, load_encoder
+from jepa_lightning.pretrained import CheckpointError, detect_format, load_encoder
+from jepa_lightning.pretrained.files import mlp_ratio
 
 OFFICIAL = Path(__file__).resolve().parent / "data" / "official"  # written by tests/data/make_official_fixtures.py
 
@@ -180,9 +181,9 @@ def test_official_ijepa_errors_name_what_is_wrong(tmp_path):
 
 
 def test_mlp_width_is_built_exactly_for_the_official_giant_ratio():
-    assert int(1408 * _mlp_ratio(6144, 1408)) == 6144  # ViT-g: 48/11; the plain float quotient can fall short
-    assert all(int(w * _mlp_ratio(h, w)) == h for w in range(4, 300, 4) for h in range(w, 6 * w, 7))
-    vit = VisionTransformer(img_size=8, patch_size=4, embed_dim=44, depth=1, num_heads=2, mlp_ratio=_mlp_ratio(97, 44))
+    assert int(1408 * mlp_ratio(6144, 1408)) == 6144  # ViT-g: 48/11; the plain float quotient can fall short
+    assert all(int(w * mlp_ratio(h, w)) == h for w in range(4, 300, 4) for h in range(w, 6 * w, 7))
+    vit = VisionTransformer(img_size=8, patch_size=4, embed_dim=44, depth=1, num_heads=2, mlp_ratio=mlp_ratio(97, 44))
     assert vit.transformer.blocks[0].mlp.fc1.out_features == 97
 
 
@@ -230,3 +231,50 @@ def test_checkpoint_options_accept_official_files_with_the_method_key():
         load_encoder_weights(VisionTransformer(**build), path, "predictor")
     with pytest.raises(FileNotFoundError):  # a mistyped local checkpoint is missing, not a hub id
         load_encoder_weights(VisionTransformer(**build), "runs/last.ckpt")
+
+
+# ------------------------------------------------------------------------------------------------ ours out
+@pytest.mark.parametrize("build", [{}, {"qkv_bias": False, "img_size": (16, 24), "norm_eps": 1e-5}])
+def test_our_encoder_exports_to_a_folder_transformers_loads_with_the_same_outputs(tmp_path, build):
+    from jepa_lightning.pretrained import save_hf
+
+    torch.manual_seed(0)
+    ours = VisionTransformer(**({"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 4}
+                                | build)).eval()
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.normal_(0, 0.3)
+    save_hf(ours, tmp_path)
+    theirs = transformers.IJepaModel.from_pretrained(tmp_path).eval()
+    x = torch.randn(2, 3, *((16, 16) if "img_size" not in build else build["img_size"]))
+    with torch.no_grad():
+        assert (theirs(pixel_values=x).last_hidden_state - ours(x)).abs().max() < 1e-4
+        assert (load_encoder(tmp_path)(x) - ours(x)).abs().max() < 1e-4  # and back
+    video = VisionTransformer(img_size=16, patch_size=4, num_frames=4, embed_dim=32, depth=1, num_heads=4)
+    with pytest.raises(ValueError, match="V-JEPA 2's video format is not supported yet"):
+        save_hf(video, tmp_path / "video")
+
+
+def test_a_training_checkpoint_exports_to_hugging_face(tmp_path):
+    """export_encoder(format="hf") from a Lightning checkpoint of the digits recipe: the folder transformers
+    loads gives the checkpoint teacher's outputs."""
+    from jepa_lightning.cli import JEPACLI
+    from jepa_lightning.eval.checkpoint import export_encoder
+
+    args = ["--config", str(Path(__file__).resolve().parents[1] / "recipes/ijepa/tiny.yaml"),
+            f"--run_dir={tmp_path / 'runs'}", "--data.init_args.num_workers=0"]
+    cli = JEPACLI(run=False, args=args)
+    teacher = cli.model.network("teacher")
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.normal_(0, 0.1)
+    torch.save({"state_dict": cli.model.state_dict()}, tmp_path / "run.ckpt")
+    fresh = JEPACLI(run=False, args=args).model.encoder
+    folder = export_encoder(tmp_path / "run.ckpt", tmp_path / "hf", key="teacher", format="hf", encoder=fresh)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = teacher.eval()(x)
+        got = transformers.IJepaModel.from_pretrained(folder).eval()(pixel_values=x).last_hidden_state
+    assert (got - expected).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="needs `encoder`"):
+        export_encoder(tmp_path / "run.ckpt", tmp_path / "hf2", format="hf")

@@ -78,8 +78,21 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, key: str = "teach
     return encoder
 
 
-def export_encoder(ckpt_path: str | Path, out_path: str | Path, key: str = "teacher") -> Path:
-    """Write the `f"{key}."` encoder of a Lightning checkpoint (prefix stripped) to a safetensors file."""
+def export_encoder(ckpt_path: str | Path, out_path: str | Path, key: str = "teacher", format: str = "safetensors",
+                   encoder: nn.Module | None = None) -> Path:
+    """Write the `f"{key}."` encoder of a Lightning checkpoint (prefix stripped) to a safetensors file
+    (`format="safetensors"`), or as a Hugging Face ``transformers`` folder (`format="hf"`: an ``IJepaModel``
+    folder, `jepa_lightning.pretrained.save_hf`; `encoder` is then a module of the checkpoint's architecture, e.g.
+    the recipe's ``cli.model.encoder``, into which the weights are loaded first)."""
+    if format == "hf":
+        if encoder is None:
+            raise ValueError("export_encoder(format='hf') needs `encoder`, a module of the checkpoint's architecture "
+                             "(e.g. the recipe's cli.model.encoder)")
+        from jepa_lightning.pretrained import save_hf
+
+        return save_hf(load_encoder_weights(encoder, ckpt_path, key), out_path)
+    if format != "safetensors":
+        raise ValueError(f"export_encoder: format must be 'safetensors' or 'hf', got {format!r}")
     state = read_encoder_state(ckpt_path, key)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
