@@ -112,7 +112,7 @@ def test_stored_position_table_is_in_the_state_dict_and_sincos_is_not():
     computed = VisionTransformer(img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2)
     assert "pos_embed" in stored.state_dict() and "pos_embed" not in computed.state_dict()
     assert torch.equal(stored.pos_embed, computed.pos_embed)  # the same table until a checkpoint replaces it
-    with pytest.raises(ValueError, match="pos_embed must be 'sincos' or 'stored'"):
+    with pytest.raises(ValueError, match="pos_embed must be 'sincos', 'stored' or 'rope'"):
         VisionTransformer(img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2, pos_embed="learned")
 
 
@@ -278,3 +278,49 @@ def test_a_training_checkpoint_exports_to_hugging_face(tmp_path):
     assert (got - expected).abs().max() < 1e-4
     with pytest.raises(ValueError, match="needs `encoder`"):
         export_encoder(tmp_path / "run.ckpt", tmp_path / "hf2", format="hf")
+
+
+# ------------------------------------------------------------------------------------------------ V-JEPA 2, RoPE
+@pytest.mark.parametrize("width", [48, 64])  # head dims 12 (all features rotated) and 16 (4 left as they are)
+def test_hf_vjepa2_encoder_loads_with_rope_and_the_same_outputs(tmp_path, width):
+    torch.manual_seed(0)
+    config = transformers.VJEPA2Config(patch_size=4, crop_size=16, frames_per_clip=4, tubelet_size=2,
+                                       hidden_size=width, num_attention_heads=4, num_hidden_layers=2, mlp_ratio=2.0,
+                                       pred_hidden_size=24, pred_num_attention_heads=4, pred_num_hidden_layers=1)
+    theirs = transformers.VJEPA2Model(config).eval()
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.normal_(0, 0.3)
+    theirs.save_pretrained(tmp_path)
+    ours = load_encoder(tmp_path)
+    assert detect_format(tmp_path) == "hf-vjepa2" and ours.rope and ours.grid_size == (2, 4, 4)
+    clips = torch.randn(2, 4, 3, 16, 16)  # transformers: [B, T, C, H, W]; ours: [B, C, T, H, W]
+    with torch.no_grad():
+        expected = theirs(pixel_values_videos=clips, skip_predictor=True).last_hidden_state
+        assert (ours(clips.permute(0, 2, 1, 3, 4)) - expected).abs().max() < 1e-4
+
+
+def test_rope_positions_travel_with_the_kept_tokens():
+    """Attention is permutation-equivariant once positions go with the tokens: encoding a shuffled `keep` gives
+    the full output shuffled (it would not if the kept tokens were numbered 0..K-1)."""
+    from jepa_lightning.nn.rope import grid_positions, rotate
+
+    torch.manual_seed(0)
+    for build in ({"num_frames": 4, "tubelet_size": 2}, {}):  # video (3-D) and image (2-D: frame 0) grids
+        vit = VisionTransformer(img_size=16, patch_size=4, embed_dim=48, depth=2, num_heads=4, pos_embed="rope",
+                                **build).eval()
+        x = torch.randn(2, 3, 4, 16, 16) if build else torch.randn(2, 3, 16, 16)
+        perm = torch.stack([torch.randperm(vit.num_patches) for _ in range(2)])
+        with torch.no_grad():
+            full = vit(x)
+            assert torch.allclose(vit(x, keep=perm), full.gather(1, perm[..., None].expand(-1, -1, 48)), atol=1e-5)
+            assert not torch.allclose(vit(x, keep=perm), full, atol=1e-3)
+    assert grid_positions(torch.tensor([0, 5, 17, 31]), (2, 4, 4)).tolist() == [
+        [0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 3, 3]]
+    q, k = torch.randn(5, 2), torch.randn(5, 2)  # a 2-feature part is a true rotation: scores see offsets only
+    p1, p2 = torch.rand(5) * 9, torch.rand(5) * 9
+    score = lambda a, b: (rotate(q, a) * rotate(k, b)).sum(-1)  # noqa: E731
+    assert torch.allclose(score(p1, p2), score(p1 + 3.0, p2 + 3.0), atol=1e-5)
+    assert torch.equal(rotate(q, torch.zeros(5)), q)
+    with pytest.raises(ValueError, match="grid positions"):
+        vit.transformer(torch.randn(1, 16, 48))

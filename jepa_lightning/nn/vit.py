@@ -10,6 +10,7 @@ from torch import nn
 
 from jepa_lightning.nn.embed import PatchEmbed2D, TubeletEmbed3D
 from jepa_lightning.nn.pos_embed import sincos_pos_embed
+from jepa_lightning.nn.rope import grid_positions
 from jepa_lightning.nn.tokens import gather_tokens
 from jepa_lightning.nn.transformer import TransformerStack, init_vit_weights
 
@@ -32,7 +33,9 @@ class VisionTransformer(nn.Module):
 
     `pos_embed`: "sincos" (default) computes the fixed sin-cos table at construction and keeps it out of the state
     dict; "stored" starts from the same table but keeps it in the state dict (still fixed, not trained), so a
-    published encoder's own table (`jepa_lightning.pretrained.load_encoder`) is loaded and saved with the weights.
+    published encoder's own table (`jepa_lightning.pretrained.load_encoder`) is loaded and saved with the weights;
+    "rope" adds no table and rotates queries and keys in every attention layer by the tokens' (frame, row, column)
+    on the grid, V-JEPA 2's positions (`nn.rope`; the kept tokens of a context keep their own positions).
     `norm_eps`: the LayerNorms' epsilon (see `TransformerStack`). `pretrained`: a published encoder (path or hub
     id, see `jepa_lightning.pretrained`) whose weights fill this one after initialisation; its architecture must
     match (shapes, epsilon, `pos_embed="stored"`), else the error names what differs.
@@ -42,11 +45,12 @@ class VisionTransformer(nn.Module):
                  tubelet_size: int = 2, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
                  init_std: float = 0.02, patch_init_std: float | None = None,
-                 pos_embed: Literal["sincos", "stored"] = "sincos", norm_eps: float = 1e-6,
+                 pos_embed: Literal["sincos", "stored", "rope"] = "sincos", norm_eps: float = 1e-6,
                  pretrained: str | None = None) -> None:
         super().__init__()
-        if pos_embed not in ("sincos", "stored"):
-            raise ValueError(f"pos_embed must be 'sincos' or 'stored', got {pos_embed!r}")
+        if pos_embed not in ("sincos", "stored", "rope"):
+            raise ValueError(f"pos_embed must be 'sincos', 'stored' or 'rope', got {pos_embed!r}")
+        self.rope = pos_embed == "rope"
         if num_frames == 1:
             self.patch_embed: nn.Module = PatchEmbed2D(img_size, patch_size, in_chans, embed_dim)
         else:
@@ -55,10 +59,10 @@ class VisionTransformer(nn.Module):
         self.grid_size: tuple[int, ...] = self.patch_embed.grid_size
         self.num_patches = math.prod(self.grid_size)
         self.embed_dim = embed_dim
-        self.register_buffer("pos_embed", sincos_pos_embed(self.grid_size, embed_dim)[None],
-                             persistent=pos_embed == "stored")
+        table = torch.zeros(1, 1, embed_dim) if self.rope else sincos_pos_embed(self.grid_size, embed_dim)[None]
+        self.register_buffer("pos_embed", table, persistent=pos_embed == "stored")  # RoPE: adds 0
         self.transformer = TransformerStack(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate,
-                                            norm_eps)
+                                            norm_eps, rope=self.rope)
         init_vit_weights(self, init_std)
         if patch_init_std is not None:  # see the class docstring
             nn.init.trunc_normal_(self.patch_embed.proj.weight, std=patch_init_std)
@@ -71,4 +75,7 @@ class VisionTransformer(nn.Module):
         tokens = self.patch_embed(x) + self.pos_embed
         if keep is not None:
             tokens = gather_tokens(tokens, keep)
-        return self.transformer(tokens)
+        if not self.rope:
+            return self.transformer(tokens)
+        index = keep if keep is not None else torch.arange(tokens.size(1), device=tokens.device)[None]
+        return self.transformer(tokens, grid_positions(index, self.grid_size))

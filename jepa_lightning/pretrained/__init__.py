@@ -44,10 +44,11 @@ from jepa_lightning.pretrained.files import (
     strip_prefix,
     torch_file,
 )
-from jepa_lightning.pretrained.hf import load_hf_ijepa, save_hf
+from jepa_lightning.pretrained.hf import load_hf_ijepa, load_hf_vjepa2, save_hf
 from jepa_lightning.pretrained.official import OFFICIAL_HEADS, load_official_ijepa
 
-LOADERS: dict[str, Callable[..., nn.Module]] = {"hf-ijepa": load_hf_ijepa, "ijepa": load_official_ijepa}
+LOADERS: dict[str, Callable[..., nn.Module]] = {"hf-ijepa": load_hf_ijepa, "hf-vjepa2": load_hf_vjepa2,
+                                                "ijepa": load_official_ijepa}
 
 
 # --------------------------------------------------------------------------------------------- the entry point
@@ -118,10 +119,10 @@ def detect_format(path: Path) -> str:
         config = path / "config.json"
         if config.is_file():
             model_type = read_json(config).get("model_type")
-            if model_type == "ijepa":
-                return "hf-ijepa"
+            if model_type in ("ijepa", "vjepa2"):
+                return f"hf-{model_type}"
             raise CheckpointError(f"{config}: model_type {model_type!r} is not a supported Hugging Face encoder "
-                                  f"(supported: 'ijepa')")
+                                  f"(supported: 'ijepa', 'vjepa2')")
         raise CheckpointError(f"{path}: a folder without config.json; expected a Hugging Face model folder "
                               f"(config.json + one of {', '.join(WEIGHT_FILES)})")
     raise CheckpointError(f"{path}: not a file or folder")

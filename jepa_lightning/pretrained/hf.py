@@ -49,7 +49,7 @@ def load_hf_ijepa(folder: Path, **overrides: Any) -> VisionTransformer:
                               norm_eps=float(config.get("layer_norm_eps", 1e-12)))
     state = read_state_dict(folder)
     prefix = "ijepa." if any(k.startswith("ijepa.") for k in state) else ""
-    return fill(model, hf_vit_to_ours(state, depth, qkv_bias, str(folder), prefix), str(folder))
+    return fill(model, hf_vit_to_ours(state, depth, qkv_bias, prefix), str(folder))
 
 
 # Hugging Face ViT-family names: the files hold the legacy names (transformers 5 renames them at load time and
@@ -61,47 +61,91 @@ _HF_V5_TO_LEGACY = ((r"^layers\.", "encoder.layer."), (r"attention\.q_proj", "at
                     (r"mlp\.fc2", "output.dense"))
 
 
-def _same_name_pairs(depth: int) -> list[tuple[str, str]]:
-    """(Hugging Face legacy name, our name) of the modules mapped one to one (weight and bias alike); the
-    position table and the fused qkv are handled apart."""
-    pairs = [("embeddings.patch_embeddings.projection", "patch_embed.proj")]
+def load_hf_vjepa2(folder: Path, **overrides: Any) -> VisionTransformer:
+    """The encoder of a Hugging Face ``VJEPA2Model`` folder as our video VisionTransformer with RoPE positions
+    (``pos_embed="rope"``, `jepa_lightning.nn.rope`): input clips [B, C, T, H, W] (transformers takes
+    [B, T, C, H, W]); its output is the folder's ``encoder`` ``last_hidden_state``. The folder's predictor
+    (``predictor.*``) is another network and is not read here."""
+    config_path = folder / "config.json"
+    config = read_json(config_path) | overrides
+    needed = ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size", "crop_size",
+              "frames_per_clip", "tubelet_size")
+    absent = [k for k in needed if k not in config]
+    if absent:
+        raise CheckpointError(f"{config_path}: missing {', '.join(absent)}")
+    if config.get("hidden_act", "gelu") != "gelu":
+        raise CheckpointError(f"{config_path}: hidden_act {config['hidden_act']!r} is not supported ('gelu')")
+    width, depth, qkv_bias = int(config["hidden_size"]), int(config["num_hidden_layers"]), bool(config.get("qkv_bias", True))
+    model = VisionTransformer(img_size=int(config["crop_size"]), patch_size=int(config["patch_size"]),
+                              in_chans=int(config.get("in_chans", 3)), num_frames=int(config["frames_per_clip"]),
+                              tubelet_size=int(config["tubelet_size"]), embed_dim=width, depth=depth,
+                              num_heads=int(config["num_attention_heads"]),
+                              mlp_ratio=mlp_ratio(int(width * float(config.get("mlp_ratio", 4.0))), width),
+                              qkv_bias=qkv_bias, pos_embed="rope", norm_eps=float(config.get("layer_norm_eps", 1e-6)))
+    state = {k[len("encoder."):] if k.startswith("encoder.") else k: v
+             for k, v in read_state_dict(folder).items() if not k.startswith("predictor.")}
+    return fill(model, to_ours(state, VJEPA2_NAMES, depth, qkv_bias), str(folder))
+
+
+class Names:
+    """One family's names of what our VisionTransformer holds: block `i`'s prefix, its modules named one to one
+    with ours (weight and bias alike), its separate q / k / v (fused into our qkv), and the stem and final norm."""
+
+    def __init__(self, patch: str, block: str, same: dict[str, str], qkv: tuple[str, str, str], norm: str) -> None:
+        self.patch, self.block, self.same, self.qkv, self.norm = patch, block, same, qkv, norm
+
+    def pairs(self, depth: int) -> list[tuple[str, str]]:
+        """(their module, our module) mapped one to one, over `depth` blocks."""
+        out = [(self.patch, "patch_embed.proj")]
+        for i in range(depth):
+            out += [(self.block.format(i) + theirs, f"transformer.blocks.{i}.{ours}") for theirs, ours in self.same.items()]
+        return out + [(self.norm, "transformer.norm")]
+
+    def fused(self, i: int) -> tuple[list[str], str]:
+        """Block `i`'s q, k, v modules and our fused one."""
+        return [self.block.format(i) + n for n in self.qkv], f"transformer.blocks.{i}.attn.qkv"
+
+
+# the names Hugging Face's ViT family (I-JEPA) writes to its files (transformers 5 renames them when it loads and
+# back when it saves), and V-JEPA 2's encoder (under `encoder.` in a VJEPA2Model folder)
+IJEPA_NAMES = Names("embeddings.patch_embeddings.projection", "encoder.layer.{}.",
+                    {"attention.output.dense": "attn.proj", "layernorm_before": "norm1", "layernorm_after": "norm2",
+                     "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2"},
+                    ("attention.attention.query", "attention.attention.key", "attention.attention.value"), "layernorm")
+VJEPA2_NAMES = Names("embeddings.patch_embeddings.proj", "layer.{}.",
+                     {"attention.proj": "attn.proj", "norm1": "norm1", "norm2": "norm2", "mlp.fc1": "mlp.fc1",
+                      "mlp.fc2": "mlp.fc2"}, ("attention.query", "attention.key", "attention.value"), "layernorm")
+
+
+def to_ours(state: dict[str, torch.Tensor], names: Names, depth: int, qkv_bias: bool) -> dict[str, torch.Tensor]:
+    """`state` under our VisionTransformer's names (q, k, v concatenated into timm's fused qkv); keys it does not
+    know stay under their own names, so `fill` names them as unexpected."""
+    rest, out = dict(state), {}
+    for theirs, ours in names.pairs(depth):
+        for suffix in (".weight", ".bias"):
+            if theirs + suffix in rest:
+                out[ours + suffix] = rest.pop(theirs + suffix)
     for i in range(depth):
-        theirs, ours = f"encoder.layer.{i}.", f"transformer.blocks.{i}."
-        pairs += [(theirs + "attention.output.dense", ours + "attn.proj"), (theirs + "layernorm_before", ours + "norm1"),
-                  (theirs + "layernorm_after", ours + "norm2"), (theirs + "intermediate.dense", ours + "mlp.fc1"),
-                  (theirs + "output.dense", ours + "mlp.fc2")]
-    return pairs + [("layernorm", "transformer.norm")]
+        parts, fused = names.fused(i)
+        for suffix in (".weight",) + ((".bias",) if qkv_bias else ()):
+            if all(name + suffix in rest for name in parts):
+                out[fused + suffix] = torch.cat([rest.pop(name + suffix) for name in parts], 0)
+    return out | rest
 
 
-def _qkv(i: int) -> tuple[list[str], str]:
-    return [f"encoder.layer.{i}.attention.attention.{n}" for n in ("query", "key", "value")], \
-        f"transformer.blocks.{i}.attn.qkv"
-
-
-def hf_vit_to_ours(state: dict[str, torch.Tensor], depth: int, qkv_bias: bool, source: str,
-                   prefix: str = "") -> dict[str, torch.Tensor]:
-    """A Hugging Face ViT-family encoder's tensors (I-JEPA) under our VisionTransformer's names: q, k, v
-    concatenated into timm's fused qkv. Keys outside the encoder are left under their own names (so `fill` names
-    them as unexpected)."""
+def hf_vit_to_ours(state: dict[str, torch.Tensor], depth: int, qkv_bias: bool, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A Hugging Face I-JEPA encoder's tensors (the files' names, or transformers 5's in-memory names) under our
+    VisionTransformer's names, the position table included."""
     state = strip_prefix(state, prefix) if prefix else state
     legacy = {}
     for key, value in state.items():
         for pattern, repl in _HF_V5_TO_LEGACY:
             key = re.sub(pattern, repl, key)
         legacy[key] = value
-    out: dict[str, torch.Tensor] = {}
-    for theirs, ours in _same_name_pairs(depth):
-        for suffix in (".weight", ".bias"):
-            if theirs + suffix in legacy:
-                out[ours + suffix] = legacy.pop(theirs + suffix)
-    if "embeddings.position_embeddings" in legacy:
-        out["pos_embed"] = legacy.pop("embeddings.position_embeddings")
-    for i in range(depth):
-        names, fused = _qkv(i)
-        for suffix in (".weight",) + ((".bias",) if qkv_bias else ()):
-            if all(name + suffix in legacy for name in names):
-                out[fused + suffix] = torch.cat([legacy.pop(name + suffix) for name in names], 0)
-    return out | legacy  # what is left could not be mapped: fill() names it
+    out = to_ours(legacy, IJEPA_NAMES, depth, qkv_bias)
+    if "embeddings.position_embeddings" in out:
+        out["pos_embed"] = out.pop("embeddings.position_embeddings")
+    return out
 
 
 def save_hf(encoder: VisionTransformer, folder: str | Path) -> Path:
@@ -111,18 +155,18 @@ def save_hf(encoder: VisionTransformer, folder: str | Path) -> Path:
     whether ours is computed (sincos) or stored. Video encoders (V-JEPA 2 format) are not supported yet."""
     from safetensors.torch import save_file
 
-    if not isinstance(encoder, VisionTransformer) or len(encoder.grid_size) != 2:
+    if not isinstance(encoder, VisionTransformer) or len(encoder.grid_size) != 2 or encoder.rope:
         raise ValueError(f"save_hf: an image VisionTransformer is needed (V-JEPA 2's video format is not supported "
                          f"yet), got {type(encoder).__name__} with grid {getattr(encoder, 'grid_size', None)}")
     blocks = encoder.transformer.blocks
     attn, fc1 = blocks[0].attn, blocks[0].mlp.fc1
     state = {k: v.detach() for k, v in encoder.state_dict().items()}
     out = {"embeddings.position_embeddings": encoder.pos_embed.detach()}
-    for theirs, ours in _same_name_pairs(len(blocks)):
+    for theirs, ours in IJEPA_NAMES.pairs(len(blocks)):
         for suffix in (".weight", ".bias"):
             out[theirs + suffix] = state[ours + suffix]
     for i in range(len(blocks)):
-        names, fused = _qkv(i)
+        names, fused = IJEPA_NAMES.fused(i)
         for suffix in (".weight", ".bias"):
             if fused + suffix in state:
                 out |= dict(zip([n + suffix for n in names], state[fused + suffix].chunk(3, 0), strict=True))
