@@ -298,29 +298,3 @@ def test_hf_vjepa2_encoder_loads_with_rope_and_the_same_outputs(tmp_path, width)
     with torch.no_grad():
         expected = theirs(pixel_values_videos=clips, skip_predictor=True).last_hidden_state
         assert (ours(clips.permute(0, 2, 1, 3, 4)) - expected).abs().max() < 1e-4
-
-
-def test_rope_positions_travel_with_the_kept_tokens():
-    """Attention is permutation-equivariant once positions go with the tokens: encoding a shuffled `keep` gives
-    the full output shuffled (it would not if the kept tokens were numbered 0..K-1)."""
-    from jepa_lightning.nn.rope import grid_positions, rotate
-
-    torch.manual_seed(0)
-    for build in ({"num_frames": 4, "tubelet_size": 2}, {}):  # video (3-D) and image (2-D: frame 0) grids
-        vit = VisionTransformer(img_size=16, patch_size=4, embed_dim=48, depth=2, num_heads=4, pos_embed="rope",
-                                **build).eval()
-        x = torch.randn(2, 3, 4, 16, 16) if build else torch.randn(2, 3, 16, 16)
-        perm = torch.stack([torch.randperm(vit.num_patches) for _ in range(2)])
-        with torch.no_grad():
-            full = vit(x)
-            assert torch.allclose(vit(x, keep=perm), full.gather(1, perm[..., None].expand(-1, -1, 48)), atol=1e-5)
-            assert not torch.allclose(vit(x, keep=perm), full, atol=1e-3)
-    assert grid_positions(torch.tensor([0, 5, 17, 31]), (2, 4, 4)).tolist() == [
-        [0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 3, 3]]
-    q, k = torch.randn(5, 2), torch.randn(5, 2)  # a 2-feature part is a true rotation: scores see offsets only
-    p1, p2 = torch.rand(5) * 9, torch.rand(5) * 9
-    score = lambda a, b: (rotate(q, a) * rotate(k, b)).sum(-1)  # noqa: E731
-    assert torch.allclose(score(p1, p2), score(p1 + 3.0, p2 + 3.0), atol=1e-5)
-    assert torch.equal(rotate(q, torch.zeros(5)), q)
-    with pytest.raises(ValueError, match="grid positions"):
-        vit.transformer(torch.randn(1, 16, 48))

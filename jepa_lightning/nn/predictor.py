@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
 
 from jepa_lightning.nn.pos_embed import sincos_pos_embed
+from jepa_lightning.nn.rope import grid_positions
 from jepa_lightning.nn.tokens import gather_tokens
 from jepa_lightning.nn.transformer import TransformerStack, init_vit_weights
 
@@ -23,13 +26,20 @@ class TransformerPredictor(nn.Module):
     tokens see the context and each other but not the other blocks (as in I-JEPA). `mask_token_id`
     chooses among `num_mask_tokens` learned tokens (V-JEPA keeps one per mask generator; it initialises them at
     zero: `zero_init_mask_tokens`).
+
+    `pos_embed="rope"` (V-JEPA 2): no position table; every attention layer rotates queries and keys by the
+    context and target tokens' grid positions (`nn.rope`).
     """
 
     def __init__(self, grid_size: Sequence[int] = (14, 14), embed_dim: int = 768, predictor_dim: int = 384,
                  depth: int = 6, num_heads: int = 12, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop_path_rate: float = 0.0, num_mask_tokens: int = 1, out_dim: int | None = None,
-                 zero_init_mask_tokens: bool = False, init_std: float = 0.02) -> None:
+                 zero_init_mask_tokens: bool = False, init_std: float = 0.02,
+                 pos_embed: Literal["sincos", "rope"] = "sincos") -> None:
         super().__init__()
+        if pos_embed not in ("sincos", "rope"):
+            raise ValueError(f"pos_embed must be 'sincos' or 'rope', got {pos_embed!r}")
+        self.rope = pos_embed == "rope"
         self.grid_size = tuple(int(g) for g in grid_size)
         if num_mask_tokens < 1:
             raise ValueError(f"num_mask_tokens must be >= 1, got {num_mask_tokens}")
@@ -38,9 +48,11 @@ class TransformerPredictor(nn.Module):
         self.num_mask_tokens = num_mask_tokens
         self.embed = nn.Linear(embed_dim, predictor_dim)
         self.mask_tokens = nn.Parameter(torch.zeros(num_mask_tokens, predictor_dim))
-        self.register_buffer("pos_embed", sincos_pos_embed(self.grid_size, predictor_dim)[None],
-                             persistent=False)
-        self.transformer = TransformerStack(predictor_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate)
+        table = torch.zeros(1, math.prod(self.grid_size), predictor_dim) if self.rope else \
+            sincos_pos_embed(self.grid_size, predictor_dim)[None]
+        self.register_buffer("pos_embed", table, persistent=False)  # RoPE: adds 0
+        self.transformer = TransformerStack(predictor_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate,
+                                            rope=self.rope)
         self.proj = nn.Linear(predictor_dim, self.out_dim)
         init_vit_weights(self, init_std)
         if not zero_init_mask_tokens:
@@ -61,10 +73,13 @@ class TransformerPredictor(nn.Module):
         pos = self.pos_embed.expand(b, -1, -1)
         ctx = self.embed(z) + gather_tokens(pos, context_idx)                   # [B, Kc, P]
         tgt = self.mask_tokens[mask_token_id] + gather_tokens(pos, target_idx)  # [B, (T,) K, P]
+        index = torch.cat([context_idx[:, None].expand(-1, t, -1), target_idx.view(b, t, -1)], -1)  # [B, T, Kc+K]
         if multi:
             ctx = ctx.repeat_interleave(t, dim=0)                               # [B*T, Kc, P]
             tgt = tgt.flatten(0, 1)                                             # [B*T, K, P]
         k = tgt.size(1)
-        out = self.transformer(torch.cat([ctx, tgt], dim=1))[:, -k:]
+        tokens = torch.cat([ctx, tgt], dim=1)
+        pos = grid_positions(index.flatten(0, 1), self.grid_size) if self.rope else None
+        out = (self.transformer(tokens, pos) if self.rope else self.transformer(tokens))[:, -k:]
         # unflatten before the projection: the output is a fresh tensor, not a view (FSDP2 warns on views)
         return self.proj(out.unflatten(0, (b, t)) if multi else out)
