@@ -146,18 +146,24 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("transformers", "hugg
 
 
 # ------------------------------------------------------------------------------------------------ official files
-def test_official_ijepa_checkpoint_loads_each_network_with_the_official_outputs():
-    """The fixture was written by facebookresearch/ijepa's own model code (commit recorded in the io file)."""
-    path, io = OFFICIAL / "ijepa_tiny.pth.tar", torch.load(OFFICIAL / "ijepa_tiny_io.pt")
-    assert detect_format(path) == "ijepa" and len(io["commit"]) == 40
-    default = load_encoder(path, num_heads=4)  # width 32 is no official model's: its head count is given
+@pytest.mark.parametrize("name, options", [
+    ("ijepa_tiny", {"num_heads": 4}),                                  # images, 2-D sin-cos table
+    ("vjepa_tiny", {"num_heads": 4, "img_size": 16, "num_frames": 4}),   # video, 3-D table (uniform power)
+    ("vjepa2_tiny", {"num_heads": 2, "img_size": 16, "num_frames": 4}),  # video, rotary positions
+])
+def test_official_checkpoints_load_each_network_with_the_official_outputs(name, options):
+    """The fixtures were written by each official repository's own model code (commit in the io file); widths
+    below the official models' need num_heads, a video file the clip size."""
+    path, io = OFFICIAL / f"{name}.pth.tar", torch.load(OFFICIAL / f"{name}_io.pt")
+    assert detect_format(path) == ("ijepa" if name.startswith("ijepa") else "vjepa") and len(io["commit"]) == 40
     for which in ("target_encoder", "encoder"):
-        ours = load_encoder(path, which=which, num_heads=4)
+        ours = load_encoder(path, which=which, **options)
         with torch.no_grad():
             assert (ours(io["input"]) - io["outputs"][which]).abs().max() < 1e-4
-        assert ours.transformer.norm.eps == 1e-6 and ours.grid_size == (4, 4)
-    assert torch.equal(default.transformer.norm.weight, load_encoder(path, which="target_encoder",
-                                                                     num_heads=4).transformer.norm.weight)
+        assert ours.transformer.norm.eps == 1e-6 and ours.rope == name.startswith("vjepa2")
+    default = load_encoder(path, **options)  # the target encoder
+    with torch.no_grad():
+        assert (default(io["input"]) - io["outputs"]["target_encoder"]).abs().max() < 1e-4
 
 
 def test_official_ijepa_errors_name_what_is_wrong(tmp_path):
@@ -172,6 +178,10 @@ def test_official_ijepa_errors_name_what_is_wrong(tmp_path):
     with pytest.raises(CheckpointError, match=r"cut\.pth\.tar \[target_encoder\].*missing "
                                               r"transformer\.blocks\.1\.attn\.proj\.weight"):
         load_encoder(tmp_path / "cut.pth.tar", num_heads=4)
+    with pytest.raises(CheckpointError, match=r"give img_size and num_frames"):
+        load_encoder(OFFICIAL / "vjepa2_tiny.pth.tar", num_heads=2)
+    with pytest.raises(CheckpointError, match=r"pos_embed holds 32 positions, a model of 16 px x 8 frames has 64"):
+        load_encoder(OFFICIAL / "vjepa_tiny.pth.tar", num_heads=4, img_size=16, num_frames=8)
     (tmp_path / "half.pth.tar").write_bytes(path.read_bytes()[:5000])
     with pytest.raises(CheckpointError, match="half.pth.tar: unreadable PyTorch checkpoint"):
         load_encoder(tmp_path / "half.pth.tar")
@@ -229,6 +239,13 @@ def test_checkpoint_options_accept_official_files_with_the_method_key():
             assert (net(io["input"]) - io["outputs"][which]).abs().max() < 1e-4
     with pytest.raises(CheckpointError, match="key 'predictor' names no network"):
         load_encoder_weights(VisionTransformer(**build), path, "predictor")
+    # a V-JEPA 2 file into a recipe's RoPE video encoder: heads and clip size are the module's
+    io = torch.load(OFFICIAL / "vjepa2_tiny_io.pt")
+    video = VisionTransformer(img_size=16, patch_size=4, num_frames=4, tubelet_size=2, embed_dim=32, depth=2,
+                              num_heads=2, mlp_ratio=2.0, pos_embed="rope")
+    net = load_encoder_weights(video, OFFICIAL / "vjepa2_tiny.pth.tar", "teacher").eval()
+    with torch.no_grad():
+        assert (net(io["input"]) - io["outputs"]["target_encoder"]).abs().max() < 1e-4
     with pytest.raises(FileNotFoundError):  # a mistyped local checkpoint is missing, not a hub id
         load_encoder_weights(VisionTransformer(**build), "runs/last.ckpt")
 

@@ -15,12 +15,11 @@ Formats:
   :class:`~jepa_lightning.nn.vit.VisionTransformer` (``pos_embed="stored"``); its output on the same pixels is
   ``IJepaModel``'s ``last_hidden_state``.
 
-- ``ijepa``: a checkpoint file of the official I-JEPA code (facebookresearch/ijepa ``src/train.py``: a dict with
-  ``encoder``, ``predictor``, ``target_encoder`` state dicts, ``module.`` prefixes from DDP, optimizer state ...).
-  ``which`` picks the network (default ``target_encoder``, the one the paper evaluates; or ``encoder``). The
-  file stores no config: width, patch, image size (square), depth, MLP width and qkv bias are read from the
-  tensors' shapes, the head count from the official model table by width (``OFFICIAL_HEADS``; ``num_heads=``
-  for other widths), LayerNorm epsilon 1e-6 as the official models; the position table is the file's.
+- ``hf-vjepa2``: a Hugging Face ``VJEPA2Model`` folder: its encoder as our video ViT with V-JEPA 2's rotary
+  positions (``pos_embed="rope"``); input clips ``[B, C, T, H, W]``.
+- ``ijepa`` / ``vjepa``: a training checkpoint file of the official code, images (facebookresearch/ijepa) or
+  video (facebookresearch/jepa, facebookresearch/vjepa2): see `jepa_lightning.pretrained.official`. ``which``
+  picks the network (default ``target_encoder``, the one the papers evaluate; or ``encoder``).
 
 Hub ids download with ``huggingface_hub`` (``pip install jepa-lightning[hf]``); without it, or without internet,
 the error says how to pass a local folder instead.
@@ -34,6 +33,7 @@ from typing import Any
 
 from torch import nn
 
+from jepa_lightning.nn.vit import VisionTransformer
 from jepa_lightning.pretrained.files import (
     WEIGHT_FILES,
     CheckpointError,
@@ -41,14 +41,16 @@ from jepa_lightning.pretrained.files import (
     is_hub_id,
     read_json,
     resolve,
-    strip_prefix,
     torch_file,
 )
 from jepa_lightning.pretrained.hf import load_hf_ijepa, load_hf_vjepa2, save_hf
-from jepa_lightning.pretrained.official import OFFICIAL_HEADS, load_official_ijepa
+from jepa_lightning.pretrained.official import HEADS, NETWORKS, load_official, network_state
 
 LOADERS: dict[str, Callable[..., nn.Module]] = {"hf-ijepa": load_hf_ijepa, "hf-vjepa2": load_hf_vjepa2,
-                                                "ijepa": load_official_ijepa}
+                                                "ijepa": load_official, "vjepa": load_official}
+# the checkpoint key of our methods -> the network of an official file
+OFFICIAL_NETWORK = {"teacher": "target_encoder", "target_encoder": "target_encoder", "encoder": "encoder",
+                    "student": "encoder", "context_encoder": "encoder"}
 
 
 # --------------------------------------------------------------------------------------------- the entry point
@@ -63,20 +65,23 @@ def load_encoder(source: str | Path, **overrides: Any) -> nn.Module:
 def load_into(module: nn.Module, source: str | Path, key: str = "teacher") -> nn.Module:
     """Fill `module` (built from a recipe) with the published encoder of `source`: every weight and the position
     table, the same shapes, and the same LayerNorm epsilon (else a CheckpointError naming both values). `key` picks
-    the network of an official I-JEPA file: "teacher" / "target_encoder" -> its target encoder, "encoder" /
-    "student" / "context_encoder" -> its context encoder. The module needs ``pos_embed="stored"`` (its position
-    table then is the checkpoint's and is saved with it)."""
+    the network of an official file: "teacher" / "target_encoder" -> its target encoder, "encoder" / "student" /
+    "context_encoder" -> its context encoder (whose head count and clip size are then the module's). The module
+    needs ``pos_embed="stored"`` for a checkpoint with a position table (it is then the checkpoint's and is saved
+    with it), ``"rope"`` for V-JEPA 2."""
     path = resolve(source)
     fmt = detect_format(path)
     options: dict[str, Any] = {}
-    if fmt == "ijepa":
-        which = {"teacher": "target_encoder", "target_encoder": "target_encoder", "encoder": "encoder",
-                 "student": "encoder", "context_encoder": "encoder"}.get(key)
+    if fmt in ("ijepa", "vjepa"):
+        which = OFFICIAL_NETWORK.get(key)
         if which is None:
-            raise CheckpointError(f"{path}: checkpoint key {key!r} names no network of an official I-JEPA file "
+            raise CheckpointError(f"{path}: checkpoint key {key!r} names no network of an official file "
                                   f"(teacher / target_encoder or encoder / student)")
-        blocks = getattr(getattr(module, "transformer", None), "blocks", None)
-        options = {"which": which} | ({"num_heads": blocks[0].attn.num_heads} if blocks else {})
+        options = {"which": which}
+        if isinstance(module, VisionTransformer):
+            options |= {"num_heads": module.transformer.blocks[0].attn.num_heads,
+                        "img_size": module.patch_embed.img_size}
+            options |= {"num_frames": module.patch_embed.num_frames} if len(module.grid_size) == 3 else {}
     published = LOADERS[fmt](path, **options)
     norm = getattr(getattr(module, "transformer", None), "norm", None)
     if isinstance(norm, nn.LayerNorm) and norm.eps != published.transformer.norm.eps:
@@ -108,13 +113,14 @@ def published_format(path: str | Path) -> str | None:
 def detect_format(path: Path) -> str:
     """The format name of a local checkpoint folder or file (a key of `LOADERS`)."""
     if path.is_file():
-        state = torch_file(path)
-        if isinstance(state, dict) and any(isinstance(state.get(k), dict) for k in ("target_encoder", "encoder")):
-            net = strip_prefix(state.get("target_encoder") or state["encoder"], "module.")
-            if "patch_embed.proj.weight" in net and net["patch_embed.proj.weight"].dim() == 4:
-                return "ijepa"
-        raise CheckpointError(f"{path}: not a supported checkpoint file; expected an official I-JEPA checkpoint "
-                              f"(a dict with 'target_encoder' / 'encoder' state dicts of a 2-D ViT)")
+        checkpoint = torch_file(path)
+        present = [k for k in NETWORKS if isinstance(checkpoint, dict) and isinstance(checkpoint.get(k), dict)]
+        if present:
+            patch = network_state(checkpoint, present[0], path).get("patch_embed.proj.weight")
+            if patch is not None and patch.dim() in (4, 5):
+                return "ijepa" if patch.dim() == 4 else "vjepa"
+        raise CheckpointError(f"{path}: not a supported checkpoint file; expected an official I-JEPA / V-JEPA / "
+                              f"V-JEPA 2 checkpoint (a dict with 'target_encoder' / 'encoder' state dicts of a ViT)")
     if path.is_dir():
         config = path / "config.json"
         if config.is_file():
@@ -128,5 +134,5 @@ def detect_format(path: Path) -> str:
     raise CheckpointError(f"{path}: not a file or folder")
 
 
-__all__ = ["CheckpointError", "LOADERS", "OFFICIAL_HEADS", "detect_format", "fill", "load_encoder", "load_into",
+__all__ = ["CheckpointError", "HEADS", "LOADERS", "detect_format", "fill", "load_encoder", "load_into",
            "published_format", "save_hf"]
