@@ -298,17 +298,38 @@ def test_a_training_checkpoint_exports_to_hugging_face(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ V-JEPA 2, RoPE
-@pytest.mark.parametrize("width", [48, 64])  # head dims 12 (all features rotated) and 16 (4 left as they are)
-def test_hf_vjepa2_encoder_loads_with_rope_and_the_same_outputs(tmp_path, width):
+def hf_vjepa2(folder, width=48):
+    """A random-init VJEPA2Model (every tensor redrawn) saved by `save_pretrained` into `folder`."""
     torch.manual_seed(0)
     config = transformers.VJEPA2Config(patch_size=4, crop_size=16, frames_per_clip=4, tubelet_size=2,
                                        hidden_size=width, num_attention_heads=4, num_hidden_layers=2, mlp_ratio=2.0,
                                        pred_hidden_size=24, pred_num_attention_heads=4, pred_num_hidden_layers=1)
-    theirs = transformers.VJEPA2Model(config).eval()
+    model = transformers.VJEPA2Model(config).eval()
     with torch.no_grad():
-        for p in theirs.parameters():
+        for p in model.parameters():
             p.normal_(0, 0.3)
-    theirs.save_pretrained(tmp_path)
+    model.save_pretrained(folder)
+    return model
+
+
+def test_attentive_probe_reads_a_published_vjepa2_folder(tmp_path):
+    """recipes/eval/attentive_probe_vjepa2_vitl.yaml's path at a tiny size: the probe's frozen encoder is the
+    folder's."""
+    from jepa_lightning.eval.attentive_probe import AttentiveProbe
+
+    theirs = hf_vjepa2(tmp_path)
+    encoder = VisionTransformer(img_size=16, patch_size=4, num_frames=4, tubelet_size=2, embed_dim=48, depth=2,
+                                num_heads=4, mlp_ratio=2.0, pos_embed="rope")
+    probe = AttentiveProbe(encoder, checkpoint=str(tmp_path), input_key="video", num_classes=3, num_heads=4, depth=2)
+    clips = torch.randn(2, 4, 3, 16, 16)
+    with torch.no_grad():
+        expected = theirs(pixel_values_videos=clips, skip_predictor=True).last_hidden_state
+        assert (probe.encoder(clips.permute(0, 2, 1, 3, 4)) - expected).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("width", [48, 64])  # head dims 12 (all features rotated) and 16 (4 left as they are)
+def test_hf_vjepa2_encoder_loads_with_rope_and_the_same_outputs(tmp_path, width):
+    theirs = hf_vjepa2(tmp_path, width)
     ours = load_encoder(tmp_path)
     assert detect_format(tmp_path) == "hf-vjepa2" and ours.rope and ours.grid_size == (2, 4, 4)
     clips = torch.randn(2, 4, 3, 16, 16)  # transformers: [B, T, C, H, W]; ours: [B, C, T, H, W]
