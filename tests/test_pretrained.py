@@ -166,6 +166,34 @@ def test_official_checkpoints_load_each_network_with_the_official_outputs(name, 
         assert (default(io["input"]) - io["outputs"]["target_encoder"]).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("name, options, grid, mask_tokens, positions", [
+    ("ijepa_tiny", {"num_heads": 4}, (4, 4), 1, "stored"),
+    ("vjepa_tiny", {"num_heads": 4, "img_size": 16, "num_frames": 4}, (2, 4, 4), 2, "stored"),
+    ("vjepa2_tiny", {"num_heads": 2, "img_size": 16, "num_frames": 4}, (2, 4, 4), 2, "rope"),  # sorts its tokens
+])
+def test_official_predictors_and_context_path_match_the_official_code(name, options, grid, mask_tokens, positions):
+    """The context encoder on the context tokens alone, then the file's predictor built from a recipe-like config
+    (`pretrained=`), give the official code's context tokens and predictions."""
+    from jepa_lightning.nn.predictor import TransformerPredictor
+
+    path, io = OFFICIAL / f"{name}.pth.tar", torch.load(OFFICIAL / f"{name}_io.pt")
+    pio, config = io["predictor"], io["predictor"]["config"]
+    encoder = load_encoder(path, which="encoder", **options)
+    predictor = TransformerPredictor(grid_size=grid, embed_dim=config["embed_dim"],
+                                     predictor_dim=config["predictor_embed_dim"], depth=config["depth"],
+                                     num_heads=config["num_heads"], num_mask_tokens=mask_tokens, pos_embed=positions,
+                                     pretrained=str(path)).eval()
+    with torch.no_grad():
+        assert (encoder(io["input"], keep=pio["context"]) - pio["context_tokens"]).abs().max() < 1e-4
+        out = predictor(pio["context_tokens"], pio["context"], pio["target"], mask_token_id=config["mask_index"])
+    assert (out - pio["output"]).abs().max() < 1e-4
+    wrong = "sincos" if positions == "stored" else "stored"
+    with pytest.raises(CheckpointError, match=f"build it with pos_embed: {positions}"):
+        TransformerPredictor(grid_size=grid, embed_dim=config["embed_dim"], predictor_dim=config["predictor_embed_dim"],
+                             depth=config["depth"], num_heads=config["num_heads"], num_mask_tokens=mask_tokens,
+                             pos_embed=wrong, pretrained=str(path))
+
+
 def test_official_ijepa_errors_name_what_is_wrong(tmp_path):
     path = OFFICIAL / "ijepa_tiny.pth.tar"
     with pytest.raises(CheckpointError, match=r"width 32 is none of the official models'.*give num_heads"):
@@ -325,6 +353,23 @@ def test_attentive_probe_reads_a_published_vjepa2_folder(tmp_path):
     with torch.no_grad():
         expected = theirs(pixel_values_videos=clips, skip_predictor=True).last_hidden_state
         assert (probe.encoder(clips.permute(0, 2, 1, 3, 4)) - expected).abs().max() < 1e-4
+
+
+def test_hf_vjepa2_predictor_loads_with_the_same_predictions(tmp_path):
+    """transformers' VJEPA2Model predicts targets from the full clip's encoder tokens at the context positions
+    (mask token 1); our predictor, filled from the folder, predicts the same."""
+    from jepa_lightning.nn.predictor import TransformerPredictor
+
+    theirs = hf_vjepa2(tmp_path)
+    context, target = torch.tensor([[0, 2, 5, 9, 17, 30], [1, 3, 4, 8, 20, 31]]), torch.tensor([[7, 12, 25],
+                                                                                                  [6, 13, 29]])
+    ours = TransformerPredictor(grid_size=(2, 4, 4), embed_dim=48, predictor_dim=24, depth=1, num_heads=4,
+                                num_mask_tokens=10, pos_embed="rope", pretrained=str(tmp_path)).eval()
+    clips = torch.randn(2, 4, 3, 16, 16)
+    with torch.no_grad():
+        out = theirs(pixel_values_videos=clips, context_mask=[context], target_mask=[target])
+        tokens = out.last_hidden_state.gather(1, context[..., None].expand(-1, -1, 48))
+        assert (ours(tokens, context, target, mask_token_id=1) - out.predictor_output.last_hidden_state).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize("width", [48, 64])  # head dims 12 (all features rotated) and 16 (4 left as they are)

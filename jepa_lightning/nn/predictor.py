@@ -28,17 +28,19 @@ class TransformerPredictor(nn.Module):
     zero: `zero_init_mask_tokens`).
 
     `pos_embed="rope"` (V-JEPA 2): no position table; every attention layer rotates queries and keys by the
-    context and target tokens' grid positions (`nn.rope`).
+    context and target tokens' grid positions (`nn.rope`). `"stored"`: the sin-cos table kept in the state dict, so a
+    published predictor's own table is loaded. `pretrained`: a published predictor (an official checkpoint file or a
+    Hugging Face V-JEPA 2 folder, `jepa_lightning.pretrained.load_predictor_into`) whose weights fill this one.
     """
 
     def __init__(self, grid_size: Sequence[int] = (14, 14), embed_dim: int = 768, predictor_dim: int = 384,
                  depth: int = 6, num_heads: int = 12, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop_path_rate: float = 0.0, num_mask_tokens: int = 1, out_dim: int | None = None,
                  zero_init_mask_tokens: bool = False, init_std: float = 0.02,
-                 pos_embed: Literal["sincos", "rope"] = "sincos") -> None:
+                 pos_embed: Literal["sincos", "stored", "rope"] = "sincos", pretrained: str | None = None) -> None:
         super().__init__()
-        if pos_embed not in ("sincos", "rope"):
-            raise ValueError(f"pos_embed must be 'sincos' or 'rope', got {pos_embed!r}")
+        if pos_embed not in ("sincos", "stored", "rope"):
+            raise ValueError(f"pos_embed must be 'sincos', 'stored' or 'rope', got {pos_embed!r}")
         self.rope = pos_embed == "rope"
         self.grid_size = tuple(int(g) for g in grid_size)
         if num_mask_tokens < 1:
@@ -50,13 +52,17 @@ class TransformerPredictor(nn.Module):
         self.mask_tokens = nn.Parameter(torch.zeros(num_mask_tokens, predictor_dim))
         table = torch.zeros(1, math.prod(self.grid_size), predictor_dim) if self.rope else \
             sincos_pos_embed(self.grid_size, predictor_dim)[None]
-        self.register_buffer("pos_embed", table, persistent=False)  # RoPE: adds 0
+        self.register_buffer("pos_embed", table, persistent=pos_embed == "stored")  # RoPE: adds 0
         self.transformer = TransformerStack(predictor_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate,
                                             rope=self.rope)
         self.proj = nn.Linear(predictor_dim, self.out_dim)
         init_vit_weights(self, init_std)
         if not zero_init_mask_tokens:
             nn.init.trunc_normal_(self.mask_tokens, std=init_std)
+        if pretrained is not None:
+            from jepa_lightning.pretrained import load_predictor_into
+
+            load_predictor_into(self, pretrained)
 
     def forward(self, z: torch.Tensor, context_idx: torch.Tensor, target_idx: torch.Tensor,
                 mask_token_id: int = 0) -> torch.Tensor:

@@ -45,6 +45,7 @@ from jepa_lightning.pretrained.files import (
 )
 from jepa_lightning.pretrained.hf import load_hf_ijepa, load_hf_vjepa2, save_hf
 from jepa_lightning.pretrained.official import HEADS, NETWORKS, load_official, network_state
+from jepa_lightning.pretrained.predictor import load_predictor_into
 
 LOADERS: dict[str, Callable[..., nn.Module]] = {"hf-ijepa": load_hf_ijepa, "hf-vjepa2": load_hf_vjepa2,
                                                 "ijepa": load_official, "vjepa": load_official}
@@ -135,4 +136,4 @@ def detect_format(path: Path) -> str:
 
 
 __all__ = ["CheckpointError", "HEADS", "LOADERS", "detect_format", "fill", "load_encoder", "load_into",
-           "published_format", "save_hf"]
+           "load_predictor_into", "published_format", "save_hf"]

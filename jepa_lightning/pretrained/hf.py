@@ -91,12 +91,13 @@ class Names:
     """One family's names of what our VisionTransformer holds: block `i`'s prefix, its modules named one to one
     with ours (weight and bias alike), its separate q / k / v (fused into our qkv), and the stem and final norm."""
 
-    def __init__(self, patch: str, block: str, same: dict[str, str], qkv: tuple[str, str, str], norm: str) -> None:
+    def __init__(self, patch: str | None, block: str, same: dict[str, str], qkv: tuple[str, str, str],
+                 norm: str) -> None:
         self.patch, self.block, self.same, self.qkv, self.norm = patch, block, same, qkv, norm
 
     def pairs(self, depth: int) -> list[tuple[str, str]]:
         """(their module, our module) mapped one to one, over `depth` blocks."""
-        out = [(self.patch, "patch_embed.proj")]
+        out = [(self.patch, "patch_embed.proj")] if self.patch else []
         for i in range(depth):
             out += [(self.block.format(i) + theirs, f"transformer.blocks.{i}.{ours}") for theirs, ours in self.same.items()]
         return out + [(self.norm, "transformer.norm")]
@@ -112,9 +113,12 @@ IJEPA_NAMES = Names("embeddings.patch_embeddings.projection", "encoder.layer.{}.
                     {"attention.output.dense": "attn.proj", "layernorm_before": "norm1", "layernorm_after": "norm2",
                      "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2"},
                     ("attention.attention.query", "attention.attention.key", "attention.attention.value"), "layernorm")
-VJEPA2_NAMES = Names("embeddings.patch_embeddings.proj", "layer.{}.",
-                     {"attention.proj": "attn.proj", "norm1": "norm1", "norm2": "norm2", "mlp.fc1": "mlp.fc1",
-                      "mlp.fc2": "mlp.fc2"}, ("attention.query", "attention.key", "attention.value"), "layernorm")
+VJEPA2_BLOCK = {"attention.proj": "attn.proj", "norm1": "norm1", "norm2": "norm2", "mlp.fc1": "mlp.fc1",
+                "mlp.fc2": "mlp.fc2"}
+VJEPA2_NAMES = Names("embeddings.patch_embeddings.proj", "layer.{}.", VJEPA2_BLOCK,
+                     ("attention.query", "attention.key", "attention.value"), "layernorm")
+VJEPA2_PREDICTOR_NAMES = Names(None, "layer.{}.", VJEPA2_BLOCK, ("attention.query", "attention.key", "attention.value"),
+                               "layernorm")
 
 
 def to_ours(state: dict[str, torch.Tensor], names: Names, depth: int, qkv_bias: bool) -> dict[str, torch.Tensor]:
