@@ -295,9 +295,36 @@ def test_our_encoder_exports_to_a_folder_transformers_loads_with_the_same_output
     with torch.no_grad():
         assert (theirs(pixel_values=x).last_hidden_state - ours(x)).abs().max() < 1e-4
         assert (load_encoder(tmp_path)(x) - ours(x)).abs().max() < 1e-4  # and back
-    video = VisionTransformer(img_size=16, patch_size=4, num_frames=4, embed_dim=32, depth=1, num_heads=4)
-    with pytest.raises(ValueError, match="V-JEPA 2's video format is not supported yet"):
-        save_hf(video, tmp_path / "video")
+    table_video = VisionTransformer(img_size=16, patch_size=4, num_frames=4, embed_dim=32, depth=1, num_heads=4)
+    with pytest.raises(ValueError, match="got a video ViT with a position table"):
+        save_hf(table_video, tmp_path / "video")
+
+
+def test_our_rope_video_encoder_exports_as_vjepa2(tmp_path):
+    from jepa_lightning.pretrained import save_hf
+
+    torch.manual_seed(0)
+    ours = VisionTransformer(img_size=16, patch_size=4, num_frames=4, tubelet_size=2, embed_dim=48, depth=2,
+                             num_heads=4, mlp_ratio=2.0, pos_embed="rope").eval()
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.normal_(0, 0.3)
+    save_hf(ours, tmp_path)
+    theirs = transformers.VJEPA2Model.from_pretrained(tmp_path).eval()
+    clips = torch.randn(2, 4, 3, 16, 16)
+    with torch.no_grad():
+        expected = ours(clips.permute(0, 2, 1, 3, 4))
+        assert (theirs(pixel_values_videos=clips, skip_predictor=True).last_hidden_state - expected).abs().max() < 1e-4
+        assert (load_encoder(tmp_path)(clips.permute(0, 2, 1, 3, 4)) - expected).abs().max() < 1e-4
+
+
+def test_a_video_checkpoint_into_an_image_encoder_names_the_shapes(tmp_path):
+    hf_vjepa2(tmp_path)
+    image = VisionTransformer(img_size=16, patch_size=4, embed_dim=48, depth=2, num_heads=4, mlp_ratio=2.0,
+                              pos_embed="rope")
+    with pytest.raises(CheckpointError, match=r"patch_embed\.proj\.weight has shape \[48, 3, 2, 4, 4\] in the "
+                                              r"checkpoint, the model built from its config expects \[48, 3, 4, 4\]"):
+        load_encoder_weights(image, tmp_path)
 
 
 def test_a_training_checkpoint_exports_to_hugging_face(tmp_path):

@@ -152,35 +152,53 @@ def hf_vit_to_ours(state: dict[str, torch.Tensor], depth: int, qkv_bias: bool, p
     return out
 
 
-def save_hf(encoder: VisionTransformer, folder: str | Path) -> Path:
-    """Write `encoder` (an image VisionTransformer) as a Hugging Face ``IJepaModel`` folder (config.json +
-    model.safetensors, the names ``save_pretrained`` writes) that ``transformers`` loads with
-    ``IJepaModel.from_pretrained`` and gives the same ``last_hidden_state``; the position table is written
-    whether ours is computed (sincos) or stored. Video encoders (V-JEPA 2 format) are not supported yet."""
-    from safetensors.torch import save_file
-
-    if not isinstance(encoder, VisionTransformer) or len(encoder.grid_size) != 2 or encoder.rope:
-        raise ValueError(f"save_hf: an image VisionTransformer is needed (V-JEPA 2's video format is not supported "
-                         f"yet), got {type(encoder).__name__} with grid {getattr(encoder, 'grid_size', None)}")
+def _their_tensors(encoder: VisionTransformer, names: Names, prefix: str = "") -> dict[str, torch.Tensor]:
+    """`encoder`'s tensors under a family's names (qkv split into q, k, v), each name after `prefix`."""
     blocks = encoder.transformer.blocks
-    attn, fc1 = blocks[0].attn, blocks[0].mlp.fc1
     state = {k: v.detach() for k, v in encoder.state_dict().items()}
-    out = {"embeddings.position_embeddings": encoder.pos_embed.detach()}
-    for theirs, ours in IJEPA_NAMES.pairs(len(blocks)):
+    out = {}
+    for theirs, ours in names.pairs(len(blocks)):
         for suffix in (".weight", ".bias"):
-            out[theirs + suffix] = state[ours + suffix]
+            out[prefix + theirs + suffix] = state[ours + suffix]
     for i in range(len(blocks)):
-        names, fused = IJEPA_NAMES.fused(i)
+        parts, fused = names.fused(i)
         for suffix in (".weight", ".bias"):
             if fused + suffix in state:
-                out |= dict(zip([n + suffix for n in names], state[fused + suffix].chunk(3, 0), strict=True))
-    patch = encoder.patch_embed
-    config = {"architectures": ["IJepaModel"], "model_type": "ijepa", "hidden_size": encoder.embed_dim,
-              "num_hidden_layers": len(blocks), "num_attention_heads": attn.num_heads,
-              "intermediate_size": fc1.out_features, "hidden_act": "gelu", "hidden_dropout_prob": 0.0,
-              "attention_probs_dropout_prob": 0.0, "initializer_range": 0.02,
-              "layer_norm_eps": encoder.transformer.norm.eps, "image_size": list(patch.img_size),
-              "patch_size": patch.patch_size, "num_channels": patch.in_chans, "qkv_bias": attn.qkv.bias is not None}
+                out |= dict(zip([prefix + n + suffix for n in parts], state[fused + suffix].chunk(3, 0), strict=True))
+    return out
+
+
+def save_hf(encoder: VisionTransformer, folder: str | Path) -> Path:
+    """Write `encoder` as a Hugging Face folder that ``transformers`` loads with ``from_pretrained`` and that gives
+    the same output: an image ViT with a position table as an ``IJepaModel`` (``last_hidden_state``; the table is
+    written whether ours is computed or stored), a video ViT with rotary positions (``pos_embed="rope"``, square
+    frames) as a ``VJEPA2Model`` (its encoder's ``last_hidden_state`` on clips [B, T, C, H, W]; the folder holds
+    no predictor weights, which transformers then initialises at random and says so)."""
+    from safetensors.torch import save_file
+
+    if not isinstance(encoder, VisionTransformer):
+        raise ValueError(f"save_hf: a VisionTransformer is needed, got {type(encoder).__name__}")
+    video = len(encoder.grid_size) == 3
+    patch, blocks = encoder.patch_embed, encoder.transformer.blocks
+    attn, fc1 = blocks[0].attn, blocks[0].mlp.fc1
+    common = {"hidden_size": encoder.embed_dim, "num_hidden_layers": len(blocks), "num_attention_heads": attn.num_heads,
+              "hidden_act": "gelu", "initializer_range": 0.02, "layer_norm_eps": encoder.transformer.norm.eps,
+              "patch_size": patch.patch_size, "qkv_bias": attn.qkv.bias is not None}
+    if video and encoder.rope and patch.img_size[0] == patch.img_size[1]:
+        out = _their_tensors(encoder, VJEPA2_NAMES, "encoder.")
+        config = {"architectures": ["VJEPA2Model"], "model_type": "vjepa2", **common,
+                  "mlp_ratio": fc1.out_features / encoder.embed_dim, "crop_size": patch.img_size[0],
+                  "frames_per_clip": patch.num_frames, "tubelet_size": patch.tubelet_size, "in_chans": patch.in_chans,
+                  "attention_probs_dropout_prob": 0.0, "drop_path_rate": 0.0}
+    elif not video and not encoder.rope:
+        out = _their_tensors(encoder, IJEPA_NAMES) | {"embeddings.position_embeddings": encoder.pos_embed.detach()}
+        config = {"architectures": ["IJepaModel"], "model_type": "ijepa", **common,
+                  "intermediate_size": fc1.out_features, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+                  "image_size": list(patch.img_size), "num_channels": patch.in_chans}
+    else:
+        raise ValueError(f"save_hf: writes image ViTs with a position table (IJepaModel) and video ViTs with rotary "
+                         f"positions on square frames (VJEPA2Model); got a {'video' if video else 'image'} ViT with "
+                         f"{'rotary positions' if encoder.rope else 'a position table'} at {list(patch.img_size)} px")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.clone().contiguous() for k, v in out.items()}, str(folder / "model.safetensors"),
