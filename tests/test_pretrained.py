@@ -213,9 +213,9 @@ def test_official_ijepa_errors_name_what_is_wrong(tmp_path):
     (tmp_path / "half.pth.tar").write_bytes(path.read_bytes()[:5000])
     with pytest.raises(CheckpointError, match="half.pth.tar: unreadable PyTorch checkpoint"):
         load_encoder(tmp_path / "half.pth.tar")
-    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
-    with pytest.raises(CheckpointError, match="other.ckpt: not a supported checkpoint file"):
-        load_encoder(tmp_path / "other.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="other.pth: not a supported checkpoint file"):
+        load_encoder(tmp_path / "other.pth")
 
 
 def test_mlp_width_is_built_exactly_for_the_official_giant_ratio():
@@ -408,3 +408,32 @@ def test_hf_vjepa2_encoder_loads_with_rope_and_the_same_outputs(tmp_path, width)
     with torch.no_grad():
         expected = theirs(pixel_values_videos=clips, skip_predictor=True).last_hidden_state
         assert (ours(clips.permute(0, 2, 1, 3, 4)) - expected).abs().max() < 1e-4
+
+
+# ------------------------------------------------------------------------------------------------ our own runs
+def test_our_checkpoint_and_export_load_from_the_recorded_architecture(tmp_path):
+    """A real run of the digits recipe (its run folder's config.yaml records the encoder); load_encoder builds
+    the encoder from it and fills the checkpoint's teacher or student; an export carries the architecture too."""
+    from jepa_lightning.cli import main
+    from jepa_lightning.eval.checkpoint import export_encoder, read_encoder_state
+
+    main(["fit", "--config", str(Path(__file__).resolve().parents[1] / "recipes/ijepa/tiny.yaml"),
+          f"--run_dir={tmp_path / 'run'}", "--trainer.max_steps=2", "--trainer.callbacks=[]",
+          "--trainer.limit_val_batches=0", "--data.init_args.num_workers=0", "--trainer.enable_progress_bar=false"])
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert detect_format(ckpt) == "ours"
+    for which in ("teacher", "encoder"):
+        ours = load_encoder(ckpt, which=which)
+        assert isinstance(ours, VisionTransformer) and ours.patch_embed.img_size == (32, 32)
+        expected = read_encoder_state(ckpt, which)
+        assert all(torch.equal(ours.state_dict()[k], v) for k, v in expected.items())
+    export = export_encoder(ckpt, tmp_path / "teacher.safetensors")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(load_encoder(export)(x), load_encoder(ckpt)(x))
+    save_file(load_file(export), tmp_path / "bare.safetensors")  # an export without the recorded architecture
+    with pytest.raises(CheckpointError, match="records no architecture.*load_encoder_weights"):
+        load_encoder(tmp_path / "bare.safetensors")
+    (tmp_path / "run" / "config.yaml").unlink()
+    with pytest.raises(CheckpointError, match="no config.yaml in its run folder"):
+        load_encoder(ckpt)

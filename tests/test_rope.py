@@ -55,7 +55,7 @@ def test_rope_predictor_places_mask_tokens_by_their_positions():
         several = pred(z, ctx, torch.tensor([[[4, 27], [27, 4]]]))  # two target blocks in one pass
     assert (ab[0, 0] - ab[0, 1]).abs().max() > 1e-2  # identical mask tokens: 0 without positions
     assert torch.allclose(ab.flip(1), ba, atol=1e-5) and torch.allclose(several[:, 0], ab, atol=1e-5)
-    with pytest.raises(ValueError, match="pos_embed must be 'sincos' or 'rope'"):
+    with pytest.raises(ValueError, match="pos_embed must be 'sincos', 'stored' or 'rope'"):
         TransformerPredictor(grid_size=(4, 4), embed_dim=32, predictor_dim=16, depth=1, num_heads=2, pos_embed="x")
 
 

@@ -81,7 +81,8 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, key: str = "teach
 def export_encoder(ckpt_path: str | Path, out_path: str | Path, key: str = "teacher", format: str = "safetensors",
                    encoder: nn.Module | None = None) -> Path:
     """Write the `f"{key}."` encoder of a Lightning checkpoint (prefix stripped) to a safetensors file
-    (`format="safetensors"`), or as a Hugging Face ``transformers`` folder (`format="hf"`: an ``IJepaModel``
+    (`format="safetensors"`; with the encoder's class path and arguments from the run's config.yaml in its metadata
+    when the checkpoint sits in its run folder, so `jepa_lightning.pretrained.load_encoder` rebuilds it), or as a Hugging Face ``transformers`` folder (`format="hf"`: an ``IJepaModel``
     folder, `jepa_lightning.pretrained.save_hf`; `encoder` is then a module of the checkpoint's architecture, e.g.
     the recipe's ``cli.model.encoder``, into which the weights are loaded first)."""
     if format == "hf":
@@ -93,10 +94,17 @@ def export_encoder(ckpt_path: str | Path, out_path: str | Path, key: str = "teac
         return save_hf(load_encoder_weights(encoder, ckpt_path, key), out_path)
     if format != "safetensors":
         raise ValueError(f"export_encoder: format must be 'safetensors' or 'hf', got {format!r}")
+    import json
+
+    from jepa_lightning.pretrained.ours import ENCODER_SPEC, encoder_spec_of_run, run_config
+
     state = read_encoder_state(ckpt_path, key)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"source": str(ckpt_path), "key": key}
+    config = run_config(Path(ckpt_path)) if Path(ckpt_path).is_file() else None
+    if config is not None:  # the architecture, so that jepa_lightning.pretrained.load_encoder rebuilds it
+        metadata[ENCODER_SPEC] = json.dumps(encoder_spec_of_run(config))
     # clone: safetensors refuses tensors that share storage (e.g. tied weights)
-    save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, str(out_path),
-              metadata={"source": str(ckpt_path), "key": key})
+    save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, str(out_path), metadata=metadata)
     return out_path

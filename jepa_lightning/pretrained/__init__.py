@@ -17,6 +17,8 @@ Formats:
 
 - ``hf-vjepa2``: a Hugging Face ``VJEPA2Model`` folder: its encoder as our video ViT with V-JEPA 2's rotary
   positions (``pos_embed="rope"``); input clips ``[B, C, T, H, W]``.
+- ``ours``: our Lightning ``.ckpt`` (the network ``which``, default ``teacher``) or an encoder exported to
+  ``.safetensors``, built from the architecture the run recorded (`jepa_lightning.pretrained.ours`).
 - ``ijepa`` / ``vjepa``: a training checkpoint file of the official code, images (facebookresearch/ijepa) or
   video (facebookresearch/jepa, facebookresearch/vjepa2): see `jepa_lightning.pretrained.official`. ``which``
   picks the network (default ``target_encoder``, the one the papers evaluate; or ``encoder``).
@@ -45,10 +47,11 @@ from jepa_lightning.pretrained.files import (
 )
 from jepa_lightning.pretrained.hf import load_hf_ijepa, load_hf_vjepa2, save_hf
 from jepa_lightning.pretrained.official import HEADS, NETWORKS, load_official, network_state
+from jepa_lightning.pretrained.ours import load_ours
 from jepa_lightning.pretrained.predictor import load_predictor_into
 
 LOADERS: dict[str, Callable[..., nn.Module]] = {"hf-ijepa": load_hf_ijepa, "hf-vjepa2": load_hf_vjepa2,
-                                                "ijepa": load_official, "vjepa": load_official}
+                                                "ijepa": load_official, "vjepa": load_official, "ours": load_ours}
 # the checkpoint key of our methods -> the network of an official file
 OFFICIAL_NETWORK = {"teacher": "target_encoder", "target_encoder": "target_encoder", "encoder": "encoder",
                     "student": "encoder", "context_encoder": "encoder"}
@@ -113,6 +116,8 @@ def published_format(path: str | Path) -> str | None:
 
 def detect_format(path: Path) -> str:
     """The format name of a local checkpoint folder or file (a key of `LOADERS`)."""
+    if path.is_file() and path.suffix in (".ckpt", ".safetensors"):
+        return "ours"
     if path.is_file():
         checkpoint = torch_file(path)
         present = [k for k in NETWORKS if isinstance(checkpoint, dict) and isinstance(checkpoint.get(k), dict)]
