@@ -15,12 +15,15 @@ from datamodules import DigitsDataModule
 
 
 def poisoned(step: int, **kwargs):
+    """The tiny I-JEPA whose loss is NaN once: on the batch that would make optimizer step `step` (0-based)."""
     model = tiny_ijepa(**kwargs)
     objective = model.objective
+    model.calls = 0
 
     def maybe_nan(batch):
         loss, targets, features, _ = objective(batch)
-        return (loss * float("nan") if model.global_step == step else loss), targets, features
+        model.calls += 1
+        return (loss * float("nan") if model.calls == step + 1 else loss), targets, features
 
     model.objective = maybe_nan
     return model
@@ -40,10 +43,15 @@ def test_nonfinite_loss_stops_the_run_naming_the_step(tmp_path):
 
 
 def test_nonfinite_loss_can_skip_the_step(tmp_path):
+    """The skipped batch leaves no trace: 5 batches made 4 optimizer steps, and the optimizer's and the schedule's
+    step counts say 4 too (as the EMA's and weight decay's schedules, keyed by the global step)."""
     model = poisoned(2, nonfinite="skip")
     with pytest.warns(UserWarning, match="global step 2.*skipped"):
         trainer = fit(model, tmp_path, steps=4)
-    assert trainer.global_step == 4  # the skipped batch did not count as an optimizer step
+    assert model.calls == 5 and trainer.global_step == 4
+    optimizer = trainer.optimizers[0]
+    assert {int(state["step"]) for state in optimizer.state.values()} == {4}
+    assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 4
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 

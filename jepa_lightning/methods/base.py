@@ -90,6 +90,7 @@ class JEPAModule(LightningModule):
         self.teacher = EMATeacher(encoder) if ema is not None else None
         self.rankme = RankMe()
         self.total_steps = 1  # set by configure_optimizers from the Trainer
+        self._skip_step: Literal["batch", "step"] | None = None  # this batch's step is skipped on every rank (why)
 
     # ----------------------------------------------------------------- masks
     def sample_masks(self, batch: dict[str, Any], generator: torch.Generator) -> Any:
@@ -97,12 +98,31 @@ class JEPAModule(LightningModule):
         return None
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.trainer is not None and self.trainer.training:
+            batch = self._agree_on_unreadable(batch)
         if batch is not None and self.trainer is not None and self.trainer.training:
             # The index this batch gets in the fit loop (counted across epochs; restored on resume).
             batch_index = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
             device = batch[self.input_key].device
             g = step_generator(self.mask_seed, self.global_rank, batch_index, device)
             batch["masks"] = self.sample_masks(batch, g)
+        return batch
+
+    def _agree_on_unreadable(self, batch: Any) -> Any:
+        """A batch with no readable sample (None from the DataModule, which reported the files) is skipped by
+        every rank: one reduction tells all ranks whether any rank's batch is None, and then all return None, so
+        Lightning skips the step everywhere (no rank waits alone in the gradient all-reduce) and the schedules do
+        not advance (`lr_scheduler_step`)."""
+        self._skip_step = None
+        unreadable = batch is None
+        if self.trainer.world_size > 1:
+            flag = torch.tensor([float(unreadable)], device=self.device)
+            unreadable = bool(self.trainer.strategy.reduce(flag, reduce_op="sum").item() > 0)
+        if unreadable:
+            self._skip_step = "batch"  # Lightning takes no optimizer step for a None batch
+            rank_zero_warn(f"no readable sample in a rank's batch at global step {self.global_step} (epoch "
+                           f"{self.current_epoch}): optimizer step skipped on every rank")
+            return None
         return batch
 
     # -------------------------------------------------------------- training
@@ -112,20 +132,40 @@ class JEPAModule(LightningModule):
         raise NotImplementedError
 
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int):
-        if batch is None:  # every sample of this batch was unreadable (reported by the DataModule)
+        if batch is None:  # (Lightning skips None batches, on every rank at once: `_agree_on_unreadable`)
             return None
-        loss, targets, features, predictions = StepOutput(*self.objective(batch))
-        finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True)
-        if not finite:
-            where = (f"non-finite loss ({loss.item()}) at global step {self.global_step} "
-                     f"(epoch {self.current_epoch}, batch {batch_idx})")
-            if self.nonfinite == "raise":
-                raise FloatingPointError(f"{where}; lower the learning rate, check the data, or set "
-                                         "model.init_args.nonfinite=skip to skip such steps")
-            rank_zero_warn(f"{where}: optimizer step skipped on every rank")
+        step = StepOutput(*self.objective(batch))
+        if self._nonfinite_anywhere(step.loss, batch_idx):
+            return self._skipped_step(f"non-finite loss at global step {self.global_step} (epoch "
+                                      f"{self.current_epoch}, batch {batch_idx})")
+        self.log_train(step.loss, step.targets, step.features, step.predictions)
+        return {"loss": step.loss} if step.features is None else {"loss": step.loss, "features": step.features}
+
+    def _nonfinite_anywhere(self, loss: torch.Tensor, batch_idx: int) -> bool:
+        """Whether any rank's loss is not finite (one reduction, so that every rank decides alike); with
+        `nonfinite="raise"` every rank then stops with the error naming the step."""
+        local = not bool(torch.isfinite(loss).all())
+        anywhere = bool(self.trainer.strategy.reduce(torch.tensor([float(local)], device=self.device),
+                                                     reduce_op="sum").item() > 0)
+        if anywhere and self.nonfinite == "raise":
+            value = f" ({loss.item()})" if local else " (on another rank)"
+            raise FloatingPointError(f"non-finite loss{value} at global step {self.global_step} (epoch "
+                                     f"{self.current_epoch}, batch {batch_idx}); lower the learning rate, check the "
+                                     "data, or set model.init_args.nonfinite=skip to skip such steps")
+        return anywhere
+
+    def _skipped_step(self, reason: str):
+        """Skip this optimizer step on every rank, leaving weights, optimizer state, schedules, the EMA teacher and
+        the step count as if the batch had not been there (`optimizer_step`, `lr_scheduler_step`,
+        `on_train_batch_end`). One process: no loss (Lightning skips the backward). Several: a zero loss that
+        reaches every trainable parameter, so that the gradient all-reduce every rank joins completes; its zero
+        gradients are then dropped before the optimizer sees them."""
+        self._skip_step = "step"  # Lightning runs (and counts) an optimizer step that optimizer_step empties
+        rank_zero_warn(f"{reason}: optimizer step skipped on every rank")
+        if self.trainer.world_size == 1:
             return None
-        self.log_train(loss, targets, features, predictions)
-        return {"loss": loss} if features is None else {"loss": loss, "features": features}
+        zero = sum((p.sum() * 0.0 for p in self.parameters() if p.requires_grad), torch.zeros((), device=self.device))
+        return {"loss": zero}
 
     # ------------------------------------------------------------ evaluation
     def network(self, which: str | None = None) -> nn.Module:
@@ -231,7 +271,27 @@ class JEPAModule(LightningModule):
         return ema_momentum(update, self.total_steps, *self.ema, self.ema_average_start, self.ema_schedule)
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
-        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        if isinstance(self.teacher, EMATeacher):
+        def closure():
+            result = optimizer_closure() if optimizer_closure is not None else None
+            if self._skip_step:  # without gradients the optimizer changes no weight or state
+                optimizer.zero_grad(set_to_none=True)
+            return result
+
+        super().optimizer_step(epoch, batch_idx, optimizer, closure)
+        if isinstance(self.teacher, EMATeacher) and not self._skip_step:
             # inside this hook global_step still counts the steps before this one: this is update global_step + 1
             self.teacher.update(self.encoder, self.ema_momentum(self.global_step + 1))
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        if not self._skip_step:  # a skipped step does not advance the schedules
+            super().lr_scheduler_step(scheduler, metric)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self._skip_step == "step":
+            # Lightning counted an optimizer step for this batch; it did not happen, so the step count (max_steps,
+            # the EMA and weight-decay schedules keyed by global_step) stays where it was
+            progress = self.trainer.fit_loop.epoch_loop.automatic_optimization.optim_progress.optimizer.step
+            for tracker in (progress.total, progress.current):
+                tracker.ready -= 1
+                tracker.completed -= 1
+        self._skip_step = None
