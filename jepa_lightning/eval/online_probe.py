@@ -141,11 +141,8 @@ class OnlineProbe(L.Callback):
             features = self._encode(trainer, pl_module, batch)
         features = features.detach().float().reshape(labels.size(0), -1)
         self._push_bank(features, labels)
-        too_few = features.size(0) < 2  # BatchNorm needs two samples
-        if trainer.world_size > 1:  # decided by all ranks together: the step below all-reduces gradients and logs
-            flag = torch.tensor([float(too_few)], device=pl_module.device)
-            too_few = bool(trainer.strategy.reduce(flag, reduce_op="sum").item() > 0)
-        if too_few:
+        # BatchNorm needs two samples; decided by all ranks together: the step below all-reduces gradients and logs
+        if trainer.strategy.reduce_boolean_decision(features.size(0) < 2, all=False):
             return
         head = self._get_head(features.size(1), pl_module.device)
         head.train()

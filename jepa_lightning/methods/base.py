@@ -114,11 +114,7 @@ class JEPAModule(LightningModule):
         Lightning skips the step everywhere (no rank waits alone in the gradient all-reduce) and the schedules do
         not advance (`lr_scheduler_step`)."""
         self._skip_step = None
-        unreadable = batch is None
-        if self.trainer.world_size > 1:
-            flag = torch.tensor([float(unreadable)], device=self.device)
-            unreadable = bool(self.trainer.strategy.reduce(flag, reduce_op="sum").item() > 0)
-        if unreadable:
+        if self.trainer.strategy.reduce_boolean_decision(batch is None, all=False):
             self._skip_step = "batch"  # Lightning takes no optimizer step for a None batch
             rank_zero_warn(f"no readable sample in a rank's batch at global step {self.global_step} (epoch "
                            f"{self.current_epoch}): optimizer step skipped on every rank")
@@ -145,8 +141,7 @@ class JEPAModule(LightningModule):
         """Whether any rank's loss is not finite (one reduction, so that every rank decides alike); with
         `nonfinite="raise"` every rank then stops with the error naming the step."""
         local = not bool(torch.isfinite(loss).all())
-        anywhere = bool(self.trainer.strategy.reduce(torch.tensor([float(local)], device=self.device),
-                                                     reduce_op="sum").item() > 0)
+        anywhere = self.trainer.strategy.reduce_boolean_decision(local, all=False)
         if anywhere and self.nonfinite == "raise":
             value = f" ({loss.item()})" if local else " (on another rank)"
             raise FloatingPointError(f"non-finite loss{value} at global step {self.global_step} (epoch "

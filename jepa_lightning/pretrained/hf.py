@@ -21,19 +21,24 @@ from jepa_lightning.pretrained.files import (
 )
 
 
+def read_config(path: Path, overrides: dict[str, Any], needed: tuple[str, ...]) -> dict[str, Any]:
+    """A folder's config.json with `overrides` applied, checked for the `needed` keys and the one activation our
+    blocks have (the exact GELU)."""
+    config = read_json(path) | overrides
+    absent = [k for k in needed if k not in config]
+    if absent:
+        raise CheckpointError(f"{path}: missing {', '.join(absent)}")
+    act = config.get("hidden_act", "gelu")
+    if act != "gelu":
+        raise CheckpointError(f"{path}: hidden_act {act!r} is not supported (our blocks use the exact GELU, 'gelu')")
+    return config
+
+
 def load_hf_ijepa(folder: Path, **overrides: Any) -> VisionTransformer:
     """A Hugging Face ``IJepaModel`` folder as our VisionTransformer (see the module docstring)."""
     config_path = folder / "config.json"
-    config = read_json(config_path) | overrides
-    needed = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "image_size",
-              "patch_size")
-    absent = [k for k in needed if k not in config]
-    if absent:
-        raise CheckpointError(f"{config_path}: missing {', '.join(absent)}")
-    act = config.get("hidden_act", "gelu")
-    if act != "gelu":
-        raise CheckpointError(f"{config_path}: hidden_act {act!r} is not supported (our blocks use the exact GELU, "
-                              f"'gelu')")
+    config = read_config(config_path, overrides, ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                  "intermediate_size", "image_size", "patch_size"))
     width, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
     if config.get("head_dim") not in (None, width // heads) or width % heads:
         raise CheckpointError(f"{config_path}: hidden_size {width} must split into {heads} heads of equal size "
@@ -66,15 +71,9 @@ def load_hf_vjepa2(folder: Path, **overrides: Any) -> VisionTransformer:
     (``pos_embed="rope"``, `jepa_lightning.nn.rope`): input clips [B, C, T, H, W] (transformers takes
     [B, T, C, H, W]); its output is the folder's ``encoder`` ``last_hidden_state``. The folder's predictor
     (``predictor.*``) is another network and is not read here."""
-    config_path = folder / "config.json"
-    config = read_json(config_path) | overrides
-    needed = ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size", "crop_size",
-              "frames_per_clip", "tubelet_size")
-    absent = [k for k in needed if k not in config]
-    if absent:
-        raise CheckpointError(f"{config_path}: missing {', '.join(absent)}")
-    if config.get("hidden_act", "gelu") != "gelu":
-        raise CheckpointError(f"{config_path}: hidden_act {config['hidden_act']!r} is not supported ('gelu')")
+    config = read_config(folder / "config.json", overrides, ("hidden_size", "num_hidden_layers",
+                                                             "num_attention_heads", "patch_size", "crop_size",
+                                                             "frames_per_clip", "tubelet_size"))
     width, depth, qkv_bias = int(config["hidden_size"]), int(config["num_hidden_layers"]), bool(config.get("qkv_bias", True))
     model = VisionTransformer(img_size=int(config["crop_size"]), patch_size=int(config["patch_size"]),
                               in_chans=int(config.get("in_chans", 3)), num_frames=int(config["frames_per_clip"]),
