@@ -37,6 +37,8 @@ bench: install  ## speed benchmarks (JSON on stdout)
 	$(PY) benchmarks/scaling.py
 	$(PY) benchmarks/video_loader.py
 	$(PY) benchmarks/recipe_times.py  # -> benchmarks/recipe_times.json (jepa-lightning recipes)
+	$(PY) benchmarks/footprint.py --before 8df073e --repeats 3 --out benchmarks/footprint.json  # import/run memory vs the eager imports
+	$(PY) benchmarks/memory.py --out benchmarks/memory.json
 
 reproduce: install  ## paper-claim experiments at small scale (slow); results -> benchmarks/results, README, docs/results
 	$(PY) benchmarks/fidelity/image_jepa.py

@@ -9,7 +9,8 @@ directly, not through a recipe; a step is the Lightning step's work without Ligh
 and backward under bf16 autocast, an AdamW step and the EMA update, on random images already on the device (no
 data loading). FLOPs are counted once (`flop_counter`: matmul and attention, forward and backward); MFU is the
 achieved TFLOP/s over `--peak-tflops` (H100/H200 SXM dense bf16: 989). With `--compile` the student encoder, the
-teacher and the predictor go through `torch.compile` (default settings); the number of graphs compiled over the
+teacher and the predictor go through `torch.compile` block by block (`nn.compile_blocks`, as a recipe's
+`compile: true`; until 2026-12-06 whole networks were compiled); the number of graphs compiled over the
 timed steps says whether the changing mask sizes recompile (torch marks a dimension dynamic after it changes
 once). Prints one JSON object (`--out` also writes it).
 """
@@ -31,6 +32,7 @@ from jepa_lightning.eval.flops import flop_counter  # noqa: E402
 from jepa_lightning.masks import MultiBlockMask2D  # noqa: E402
 from jepa_lightning.methods import IJEPA  # noqa: E402
 from jepa_lightning.nn import TransformerPredictor, VisionTransformer  # noqa: E402
+from jepa_lightning.nn.transformer import compile_blocks  # noqa: E402
 from jepa_lightning.targets import ema_update  # noqa: E402
 
 ARCHS = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6), "vit_base": (768, 12, 12),
@@ -58,9 +60,8 @@ def run(args: argparse.Namespace, compiled: str | None) -> dict:
     if compiled:
         torch._dynamo.reset()
         dynamic = {"auto": None, "dynamic": True}[compiled]
-        model.encoder = torch.compile(model.encoder, dynamic=dynamic)
-        model.predictor = torch.compile(model.predictor, dynamic=dynamic)
-        model.teacher.module = torch.compile(model.teacher.module, dynamic=dynamic)
+        for net in (model.encoder, model.predictor, model.teacher.module):
+            compile_blocks(net, dynamic=dynamic)  # what a recipe's `compile: true` does
     x = torch.randn(args.batch, 3, args.img, args.img, device=device)
     g = torch.Generator(device=device).manual_seed(0)
     sizes = []

@@ -2,49 +2,12 @@
 batches and import nothing from jepa_lightning but its seeding helpers, the skipped-sample report
 (`jepa_lightning.skipped`), the generate-once cache of embedded sets (`jepa_lightning.generated`) and the RL episode
 format / embedded generators of `jepa_lightning.rl` (never a method: a method reads batch keys, a DataModule knows no
-method). jepa_lightning never imports datamodules."""
+method), and `jepa_lightning.lazy`. jepa_lightning never imports datamodules.
 
-from .common import (
-    SKIPPED_KEY,
-    EpochSampler,
-    JEPADataModule,
-    SeededSamples,
-    Skipped,
-    SkippedReport,
-    SkippedSampleWarning,
-    SkipUnreadable,
-    collate_skipping,
-)
-from .images import (
-    DigitsDataModule,
-    DigitsDataset,
-    ImageFolderDataModule,
-    ImageFolderDataset,
-)
-from .lidar import LidarDataModule, generate_lidar_dataset
-from .linear import LinearPairsDataModule
-from .object_scenes import ObjectScenesDataModule
-from .offline_rl import OfflineRLDataModule
-from .rotations import RotationSequenceDataModule
-from .scenes import DigitScenesDataModule
-from .tabular import TabularDataModule, TabularDataset
-from .ui import UIRecordingsDataModule, generate_ui_recordings
-from .video import (
-    MOTIONS,
-    VIDEO_EXTENSIONS,
-    MovingDigitsDataModule,
-    MovingObjectsDataModule,
-    ShortVideoError,
-    VideoClipDataset,
-    VideoDataModule,
-    VideoEvalTransform,
-    VideoTrainTransform,
-    clip_indices,
-    read_frames,
-    read_video_index,
-    video_frame_count,
-)
-from .views import ViewSequenceDataModule, ViewSequenceTransform
+The names below (and those of the sub-packages) are imported lazily (`jepa_lightning.lazy`): a run of the digits
+imports `images` (and `common`, `digits`) only, not the video, LiDAR, UI, tabular or RL modules of the others."""
+
+from jepa_lightning.lazy import lazy_exports
 
 __all__ = [
     "MOTIONS",
@@ -87,3 +50,25 @@ __all__ = [
     "read_video_index",
     "video_frame_count",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "common": [
+        "SKIPPED_KEY", "EpochSampler", "JEPADataModule", "SeededSamples", "Skipped", "SkippedReport",
+        "SkippedSampleWarning", "SkipUnreadable", "collate_skipping",
+    ],
+    "images": ["DigitsDataModule", "DigitsDataset", "ImageFolderDataModule", "ImageFolderDataset"],
+    "lidar": ["LidarDataModule", "generate_lidar_dataset"],
+    "linear": ["LinearPairsDataModule"],
+    "object_scenes": ["ObjectScenesDataModule"],
+    "offline_rl": ["OfflineRLDataModule"],
+    "rotations": ["RotationSequenceDataModule"],
+    "scenes": ["DigitScenesDataModule"],
+    "tabular": ["TabularDataModule", "TabularDataset"],
+    "ui": ["UIRecordingsDataModule", "generate_ui_recordings"],
+    "video": [
+        "MOTIONS", "VIDEO_EXTENSIONS", "MovingDigitsDataModule", "MovingObjectsDataModule",
+        "ShortVideoError", "VideoClipDataset", "VideoDataModule", "VideoEvalTransform",
+        "VideoTrainTransform", "clip_indices", "read_frames", "read_video_index", "video_frame_count",
+    ],
+    "views": ["ViewSequenceDataModule", "ViewSequenceTransform"],
+})

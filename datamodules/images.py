@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from .common import JEPADataModule, SkipUnreadable, list_class_folders
+from .digits import load_digits, stratified_split
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -263,20 +264,12 @@ class DigitsDataModule(JEPADataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
             return
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-
-        digits = load_digits()
-        labels = torch.from_numpy(digits.target).long()
-        pixels = torch.from_numpy(digits.data).float().view(-1, 1, 8, 8) / 16.0
+        data, target = load_digits()
+        labels = torch.from_numpy(target).long()
+        pixels = torch.from_numpy(data).float().view(-1, 1, 8, 8) / 16.0
         images = F.interpolate(pixels, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
         images = ((images - self.mean) / self.std).contiguous()
-        self.train_indices, self.val_indices = train_test_split(
-            np.arange(len(labels)),
-            test_size=self.val_fraction,
-            stratify=digits.target,
-            random_state=self.split_seed,
-        )
+        self.train_indices, self.val_indices = stratified_split(target, self.val_fraction, self.split_seed)
         tr, va = torch.from_numpy(self.train_indices), torch.from_numpy(self.val_indices)
         crop = v2.RandomResizedCrop(self.image_size, scale=self.crop_scale, antialias=True)
         train_images, train_labels = images[tr], labels[tr]

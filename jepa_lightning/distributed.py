@@ -92,7 +92,9 @@ class FSDP2Strategy(ModelParallelStrategy):
         self.barrier("FSDP2Strategy.save_checkpoint")
 
 
-if "fsdp2" not in StrategyRegistry:  # `--trainer.strategy=fsdp2` (registered when the methods are imported)
+# `--trainer.strategy=fsdp2`: registered when this module is imported, which the CLI (`jepa_lightning.cli`) and
+# every method (`methods.base`) do, whichever single method a run imports.
+if "fsdp2" not in StrategyRegistry:
     StrategyRegistry.register("fsdp2", FSDP2Strategy, description="FSDP2 over all processes (jepa-lightning)")
 
 

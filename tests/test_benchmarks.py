@@ -1,5 +1,6 @@
 """Fast smoke versions of the speed benchmarks (`make bench`): they run, and print the JSON the README reports."""
 
+import pytest
 from conftest import run_script
 
 
@@ -41,3 +42,30 @@ def test_paper_step_smoke():
     assert arm["mfu_percent"] >= 0 and arm["speedup_vs_eager"] == 1.0
     lo, hi = arm["context_tokens_range"]
     assert 1 <= lo <= hi <= 16  # a 4x4 grid of tokens
+
+
+def test_memory_smoke():
+    """Activation checkpointing's memory and time at a tiny size on CPU, and one paper recipe on the meta device."""
+    out = run_script("benchmarks/memory.py", "--quick")
+    eager, ckpt = out["cpu"]["arms"]
+    assert eager["checkpoint_blocks"] == 0 and ckpt["checkpoint_blocks"] == "all"
+    assert eager["step_seconds"] > 0 and eager["step_peak_mib"] > 0 and ckpt["step_peak_mib"] > 0
+    (row,) = out["paper"]
+    assert row["method"] == "IJEPA" and row["input"] == [128, 3, 224, 224]
+    assert 600 < row["trainable_params_m"] < 700  # ViT-H/14 (632 M) and its predictor
+    assert 0 < row["activations_checkpointed_gib"] < 0.3 * row["activations_gib"]
+    one, eight = row["per_gpu"]
+    assert eight["states_gib"] * 8 == pytest.approx(one["states_gib"], rel=0.01)
+    assert one["total_checkpointed_gib"] < one["total_gib"]
+
+
+def test_footprint_smoke():
+    """The import-footprint benchmark on this checkout (no `--before`): the CLI's import and a 3-step fit of the
+    digits I-JEPA, from fresh processes; what it reports as loaded matches tests/test_import_footprint.py."""
+    out = run_script("benchmarks/footprint.py")
+    after = out["after"]
+    assert 0 < after["import"]["rss_mib"] <= after["fit"]["recipes/ijepa/tiny.yaml"]["peak_rss_mib"]
+    fit = after["fit"]["recipes/ijepa/tiny.yaml"]
+    assert "jepa_lightning.methods.ijepa" in fit["ours"] and "jepa_lightning.methods.td_jepa" not in fit["ours"]
+    assert "sklearn" not in fit["heavy"] and "tensorboard" in fit["heavy"]  # the default logger is TensorBoard
+    assert [layer["import"] for layer in out["layers"]][-1] == "jepa_lightning.cli"

@@ -34,7 +34,7 @@ def on_after_batch_transfer(batch, dataloader_idx):
     return transfer(batch, dataloader_idx)
 
 def poisoned(batch):
-    loss, targets, features, _ = objective(batch)
+    loss, targets, features = objective(batch)[:3]
     if mode == "nonfinite" and model.global_rank == 0 and model.batches == 3:
         loss = loss * float("nan")
     return loss, targets, features

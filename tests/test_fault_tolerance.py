@@ -21,7 +21,7 @@ def poisoned(step: int, **kwargs):
     model.calls = 0
 
     def maybe_nan(batch):
-        loss, targets, features, _ = objective(batch)
+        loss, targets, features = objective(batch)[:3]
         model.calls += 1
         return (loss * float("nan") if model.calls == step + 1 else loss), targets, features
 

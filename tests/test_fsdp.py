@@ -1,7 +1,8 @@
 """FSDP2 on CPU: 2 processes over gloo under Lightning's ModelParallelStrategy (Lightning's `fsdp` strategy
 refuses CPU). Encoder, predictor and EMA teacher are sharded alike, the teacher moves shard by shard, the
-checkpoint is a sharded directory, an interrupted run resumed from it ends with the same weights, and
-bf16-mixed trains with fp32 losses and teacher."""
+checkpoint is a sharded directory, an interrupted run resumed from it ends with the same weights, activation
+checkpointing of every block changes no weight, and bf16-mixed (with checkpointing) trains with fp32 losses and
+teacher."""
 
 import json
 import os
@@ -136,14 +137,18 @@ def finish(proc: subprocess.Popen) -> tuple[dict, dict, str]:
 
 
 COMMON = ("--trainer.max_epochs=2", "--trainer.limit_train_batches=3")
+CHECKPOINT_BLOCKS = ("--model.init_args.encoder.init_args.checkpoint_blocks=all",
+                     "--model.init_args.predictor.init_args.checkpoint_blocks=all")
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The uninterrupted run, the first half of the interrupted one, and a bf16 run, side by side."""
+    """The uninterrupted run, the first half of the interrupted one, the uninterrupted one with activation
+    checkpointing, and a bf16 run (checkpointing too), side by side."""
     tmp = tmp_path_factory.mktemp("fsdp")
     procs = {"full": start(tmp, "a", *COMMON), "stopped": start(tmp, "b", *COMMON, stop=1),
-             "bf16": start(tmp, "bf16", "--trainer.precision=bf16-mixed", "--trainer.max_epochs=1",
+             "checkpointed": start(tmp, "c", *COMMON, *CHECKPOINT_BLOCKS),
+             "bf16": start(tmp, "bf16", *CHECKPOINT_BLOCKS, "--trainer.precision=bf16-mixed", "--trainer.max_epochs=1",
                            "--trainer.limit_train_batches=2", strategy=MODEL_PARALLEL)}
     try:
         return tmp, {k: finish(p) for k, p in procs.items()}
@@ -193,6 +198,14 @@ def test_fsdp2_resume_from_sharded_last_ckpt_equals_uninterrupted_run(runs):
         assert torch.equal(v, final["state_dict"][k]), f"{k} differs after resume"
     for k, v in full["probe"].items():  # the online probe's head, restored from the checkpoint's callbacks
         assert torch.equal(v, final["probe"][k]), f"probe {k} differs after resume"
+
+
+def test_fsdp2_with_activation_checkpointing_ends_with_the_same_weights(runs):
+    _, done = runs
+    (_, full, _), (report, checkpointed, _) = done["full"], done["checkpointed"]
+    assert report["global_step"] == 6 and full["state_dict"].keys() == checkpointed["state_dict"].keys()
+    for k, v in full["state_dict"].items():  # each block's forward recomputed inside its FSDP unit's backward
+        assert torch.allclose(v, checkpointed["state_dict"][k], rtol=0, atol=1e-6), f"{k} differs with checkpointing"
 
 
 def test_fsdp2_bf16_mixed_trains_with_fp32_loss_and_teacher(runs):

@@ -23,6 +23,7 @@ from datamodules import (
     SkippedSampleWarning,
     collate_skipping,
 )
+from datamodules.digits import load_digits, stratified_split
 from datamodules.images import IMAGENET_MEAN, IMAGENET_STD
 
 BRIGHT, DARK = 220, 30  # class "cat" images are bright, class "dog" images dark: the label is visible
@@ -331,6 +332,27 @@ def test_digits_split(digits):
     other = DigitsDataModule(split_seed=1, num_workers=0)
     other.setup("fit")
     assert not np.array_equal(np.sort(other.val_indices), np.sort(va))
+
+
+def test_digits_are_scikit_learns_bit_for_bit(digits):
+    """`datamodules.digits` reads scikit-learn's file and splits as `train_test_split` does, without importing
+    scikit-learn (tests/test_import_footprint.py): the same arrays, dtypes included, for several splits."""
+    from sklearn.datasets import load_digits as sklearn_digits
+    from sklearn.model_selection import train_test_split
+
+    data, target = load_digits()
+    reference = sklearn_digits()
+    for ours, theirs in ((data, reference.data), (target, reference.target)):
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape and np.array_equal(ours, theirs)
+    cases = [(target, f, seed) for f in (0.2, 0.1, 0.25, 0.5, 0.05) for seed in range(4)]
+    rng = np.random.default_rng(0)  # small label sets: ties between the classes' remainders
+    cases += [(np.repeat(np.arange(k), rng.integers(2, 9, k)), f, 7) for k in (2, 3, 5) for f in (0.3, 0.45)]
+    for labels, fraction, seed in cases:
+        ours = stratified_split(labels, fraction, seed)
+        theirs = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed)
+        for a, b in zip(ours, theirs, strict=True):
+            assert a.dtype == b.dtype and np.array_equal(a, b), (len(labels), fraction, seed)
+    assert np.array_equal(digits.train_indices, stratified_split(target, 0.2, 0)[0])
 
 
 def test_digits_batches_and_values(digits):

@@ -108,3 +108,15 @@ def test_quick_run_prints_the_schema_result(tmp_path):
     assert claims["with the documented differences aligned, ours retraces the official training run"]["holds"] is True
     probe = out["training"]["probe"]
     assert len(probe["ours"]) == len(probe["official"]) == 1
+
+
+LEJEPA = os.environ.get("LEJEPA_OFFICIAL")
+
+
+@pytest.mark.skipif(not LEJEPA, reason="set LEJEPA_OFFICIAL to a checkout of rbalestr-lab/lejepa to compare SIGReg")
+def test_sigreg_equals_the_reference_implementation():
+    out = run_script(str(SCRIPT.relative_to(ROOT)), "--sigreg-only", "--lejepa", LEJEPA)
+    cases = out["sigreg"]["cases"]
+    assert set(cases) == {"normal", "anisotropic", "shifted", "collapsed", "views"}
+    assert out["sigreg"]["max_abs_diff"] <= 1e-6 * max(1.0, max(c["reference"] for c in cases.values()))
+    assert cases["collapsed"]["ours"] > 50 * cases["normal"]["ours"]

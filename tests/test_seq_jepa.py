@@ -147,8 +147,8 @@ def test_aggregator_hides_the_held_out_action_and_the_predictor_uses_it():
     changed = rel.clone()
     changed[:, 2] = torch.randn(6, 6)       # the action to the held-out view (per sample: BN removes a shift)
     model.train()
-    loss_a, _, agg_a = model.forward_loss(views, rel)
-    loss_b, _, agg_b = model.forward_loss(views, changed)
+    loss_a, _, agg_a = model.forward_loss(views, rel)[:3]
+    loss_b, _, agg_b = model.forward_loss(views, changed)[:3]
     assert torch.allclose(agg_a, agg_b, atol=1e-6)               # not visible to the aggregator ...
     assert not torch.isclose(loss_a, loss_b)                      # ... only to the predictor
     assert torch.allclose(s, agg_a, atol=1e-6) and s.shape == (6, model.dim + 8)
@@ -205,8 +205,8 @@ def test_target_norm_batch_uses_the_target_views_statistics():
     running, batch = tiny_model(), tiny_model(target_norm="batch")
     batch.load_state_dict(running.state_dict())
     before = {k: v.clone() for k, v in batch.teacher.state_dict().items() if "running" in k}
-    _, t_running, _ = running.forward_loss(views, rel)
-    _, t_batch, _ = batch.forward_loss(views, rel)
+    t_running = running.forward_loss(views, rel).targets
+    t_batch = batch.forward_loss(views, rel).targets
     by_hand = copy.deepcopy(batch.teacher.module).train()
     with torch.no_grad():
         expected = by_hand(views[:, 3])

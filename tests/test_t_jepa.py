@@ -142,7 +142,7 @@ def test_objective_gradients_reach_student_and_predictor_not_teacher():
     model = tiny_tjepa()
     batch = {"num": torch.rand(8, 5), "cat": torch.randint(0, 3, (8, 2)), "label": torch.zeros(8)}
     m = model.sample_masks(batch, torch.Generator().manual_seed(0))
-    loss, targets, feats = model.forward_loss(batch["num"], batch["cat"], m)
+    loss, targets, feats = model.forward_loss(batch["num"], batch["cat"], m)[:3]
     assert torch.isfinite(loss) and feats.shape == (8, 16)
     h = model.teacher(batch["num"], batch["cat"])
     assert torch.equal(targets[3, 1, 0], h[3, 2 + m.targets[3, 1, 0]])  # targets skip the 2 [REG] outputs
@@ -161,7 +161,7 @@ def test_reference_indexing_puts_reg_tokens_among_the_mask_slots():
     num, cat = torch.rand(4, 5), torch.randint(0, 3, (4, 2))
     context = torch.tensor([[1, 2], [0, 3], [4, 6], [2, 5]])            # row 1's context holds the [REG] token
     targets = torch.tensor([[[0, 3]], [[1, 2]], [[0, 1]], [[3, 4]]])      # rows 0 and 2 predict the [REG] token
-    loss, got, _ = model.forward_loss(num, cat, Masks(context=context, targets=targets))
+    loss, got = model.forward_loss(num, cat, Masks(context=context, targets=targets))[:2]
     h = model.teacher(num, cat)                                          # [B, 1 + 7, D]
     assert torch.equal(got[0, 0, 0], h[0, 0]) and torch.equal(got[3, 0, 1], h[3, 4])  # slot i = token i
     z = model.encoder(num, cat, keep=context, keep_over_all=True)
@@ -196,7 +196,7 @@ def test_loss_goes_down_on_breast_cancer():
     for _ in range(40):
         idx = torch.randint(0, len(data["num"]), (64,), generator=g)
         batch = {k: v[idx] for k, v in data.items()}
-        loss, _, _ = model.forward_loss(batch["num"], batch["cat"], model.sample_masks(batch, g))
+        loss = model.forward_loss(batch["num"], batch["cat"], model.sample_masks(batch, g))[0]
         opt.zero_grad()
         loss.backward()
         opt.step()

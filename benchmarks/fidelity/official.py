@@ -1,7 +1,7 @@
 """Import the official code of a method from a local checkout, at run time (it is never part of this repository).
 
 The official repositories (facebookresearch/ijepa, facebookresearch/jepa, DMTJEPA/DMTJEPA) all name their top
-package `src` (V-JEPA also `app`; marbaga/td_jepa_public's is `metamotivo`): each checkout is imported with any of
+package `src` (V-JEPA also `app`; marbaga/td_jepa_public's is `metamotivo`, rbalestr-lab/lejepa's `lejepa`): each checkout is imported with any of
 these already imported set aside and put back afterwards, so two of them can be compared in one process. `benchmarks/fidelity/official.sh` clones
 them at the commits the published parity results were measured against.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-PACKAGES = ("src", "app", "metamotivo")
+PACKAGES = ("src", "app", "metamotivo", "lejepa")
 
 
 @contextlib.contextmanager

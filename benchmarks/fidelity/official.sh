@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Checkouts of the official code that the parity checks import at run time (never part of this repository):
-#   benchmarks/fidelity/official.sh [DIR]      -> DIR/ijepa, DIR/jepa, DIR/vjepa2, DIR/dmtjepa, DIR/tjepa, DIR/seqjepa, DIR/tdjepa (default DIR: runs/official)
+#   benchmarks/fidelity/official.sh [DIR]      -> DIR/ijepa, DIR/jepa, DIR/vjepa2, DIR/dmtjepa, DIR/tjepa, DIR/seqjepa, DIR/tdjepa, DIR/lejepa (default DIR: runs/official)
 # Each is cloned once at the commit the published parity results (and tests/data/official fixtures) were measured against; an existing folder is
 # left as it is. IJEPA_OFFICIAL / VJEPA_OFFICIAL / DMT_OFFICIAL / TJEPA_OFFICIAL / SEQJEPA_OFFICIAL /
-# TDJEPA_OFFICIAL, when set, name checkouts
+# TDJEPA_OFFICIAL / LEJEPA_OFFICIAL, when set, name checkouts
 # of your own and nothing is cloned.
 set -u
 dir=${1:-runs/official}
@@ -28,4 +28,5 @@ fetch dmtjepa https://github.com/DMTJEPA/DMTJEPA b8ad2d89adeb04b657ff6efbb9edcb7
 fetch tjepa https://github.com/jose-melo/t-jepa 98dda991dd5e5d12266b3557aa80a33c4e0a6606 "${TJEPA_OFFICIAL:-}" TJEPA_OFFICIAL
 fetch seqjepa https://github.com/hafezgh/seq-jepa 73e0550601725de59d2205c5bb192c7f86b04018 "${SEQJEPA_OFFICIAL:-}" SEQJEPA_OFFICIAL
 fetch tdjepa https://github.com/marbaga/td_jepa_public 9152a328a5a4379127c625ef5a50003185fd8dd8 "${TDJEPA_OFFICIAL:-}" TDJEPA_OFFICIAL
+fetch lejepa https://github.com/rbalestr-lab/lejepa eddffdd857a19726342ef6526e01021fb3c32cae "${LEJEPA_OFFICIAL:-}" LEJEPA_OFFICIAL
 exit $status

@@ -69,6 +69,7 @@ from jepa_lightning.optim import WarmupCosineSchedule, linear, param_groups  # n
 
 ROOT = HERE.parents[1]
 ENV = "IJEPA_OFFICIAL"
+LEJEPA_ENV = "LEJEPA_OFFICIAL"  # rbalestr-lab/lejepa, for the SIGReg section
 
 
 # ------------------------------------------------------------------------------------------ the official code
@@ -633,6 +634,35 @@ def _curve(runs: list[dict], arm: str, every: int) -> list[list[float]]:
             for s in range(0, len(mean), every)]
 
 
+def sigreg_parity(path: str | os.PathLike, seed: int = 0) -> dict[str, Any]:
+    """SIGReg: ours (`jepa_lightning.losses.SIGReg`) against the reference implementation (rbalestr-lab/lejepa's
+    `EppsPulley` on the projections, and its whole `SlicingUnivariateTest` with its own directions, which it draws
+    from a generator seeded by its step counter: 0 at the first call), on the same embeddings: standard normal,
+    anisotropic, shifted and collapsed samples, one and several views. Max |ours - reference| per case."""
+    from jepa_lightning.losses import SIGReg, random_directions
+
+    mods = import_official(path, "rbalestr-lab/lejepa", ["lejepa.univariate", "lejepa.multivariate"],
+                           "lejepa/univariate/epps_pulley.py")
+    EppsPulley, Slicing = mods["lejepa.univariate"].EppsPulley, mods["lejepa.multivariate"].SlicingUnivariateTest
+    g = torch.Generator().manual_seed(seed)
+    cases = {"normal": torch.randn(512, 64, generator=g),
+             "anisotropic": torch.randn(512, 64, generator=g) * torch.linspace(0.05, 3.0, 64),
+             "shifted": torch.randn(512, 64, generator=g) + 0.5,
+             "collapsed": torch.randn(1, 64, generator=g).expand(512, -1),
+             "views": torch.randn(4, 128, 64, generator=g)}
+    out: dict[str, Any] = {"cases": {}}
+    for name, x in cases.items():
+        a = random_directions(64, 256, torch.Generator().manual_seed(seed + 1))
+        ours = SIGReg(num_slices=256)(x, directions=a)
+        ref = EppsPulley()(x @ a).mean()
+        whole_ref = Slicing(EppsPulley(), num_slices=256)(x)  # its directions: generator seeded 0
+        whole_ours = SIGReg(num_slices=256)(x, torch.Generator().manual_seed(0))
+        out["cases"][name] = {"ours": float(ours), "reference": float(ref),
+                              "abs_diff": float((ours - ref).abs()), "whole_abs_diff": float((whole_ours - whole_ref).abs())}
+    out["max_abs_diff"] = max(max(c["abs_diff"], c["whole_abs_diff"]) for c in out["cases"].values())
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--official", default=None, help=f"checkout of facebookresearch/ijepa (default: env {ENV})")
@@ -642,7 +672,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--results-dir", default=None,
                     help="where the schema result goes (default benchmarks/results; with --quick: not written)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 20 steps, 1 seed, 256 mask samples")
+    ap.add_argument("--lejepa", default=None, help=f"checkout of rbalestr-lab/lejepa (default: env {LEJEPA_ENV}): "
+                    "adds the SIGReg section")
+    ap.add_argument("--sigreg-only", action="store_true", help="only the SIGReg section (needs --lejepa)")
     args = ap.parse_args(argv)
+    lejepa = official_dir(args.lejepa, LEJEPA_ENV)
+    if args.sigreg_only:
+        if lejepa is None:
+            ap.error(f"--sigreg-only: give --lejepa PATH or set {LEJEPA_ENV} to a checkout of rbalestr-lab/lejepa")
+        return {"name": "reference_parity_sigreg", "sigreg": sigreg_parity(lejepa)}
     path = official_dir(args.official, ENV)
     if path is None:
         ap.error(f"give --official PATH or set {ENV} to a checkout of facebookresearch/ijepa")
@@ -744,6 +782,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             list(args.seeds), seconds, probes, claims, monitors, notes, Path(results_dir))
     out = {"name": "reference_parity", "seconds": round(seconds, 1), "train_seconds": round(train_seconds, 1),
            "saved": str(saved) if saved else None, "claims": claims, "notes": notes,
+           "sigreg": sigreg_parity(lejepa) if lejepa else None,
            "equivalence": {"fp32": eq, "fp64": eq64}, "init_and_groups": inits, "schedules": schedules,
            "masks": masks,
            "training": {"probe": {"random_init": rnd_acc, "ours": ours_acc, "official": off_acc,

@@ -11,33 +11,11 @@ Modules, each importing only those above it:
   :func:`generate_lidar_dataset`);
 - :mod:`~datamodules.lidar.datamodule`: :class:`KittiLidarDataset`, :func:`collate_lidar` and
   :class:`LidarDataModule` (batch keys and shapes).
+
+The names below are imported lazily (`jepa_lightning.lazy`), each with its own module only.
 """
 
-from .datamodule import KittiLidarDataset, LidarDataModule, collate_lidar
-from .geometry import (
-    augment_scene,
-    box_corners,
-    grid_size,
-    in_range,
-    points_in_boxes,
-    voxelize,
-    voxelize_batch,
-)
-from .kitti import (
-    CLASS_NAMES,
-    KittiCalib,
-    MalformedFile,
-    default_calib,
-    kitti_to_lidar_boxes,
-    lidar_to_kitti_lines,
-    read_calib,
-    read_kitti_frame,
-    read_label_file,
-    read_split,
-    read_velodyne,
-    write_kitti_frame,
-)
-from .simulate import LidarSensor, cast_rays, generate_lidar_dataset, simulate_scene
+from jepa_lightning.lazy import lazy_exports
 
 __all__ = [
     "CLASS_NAMES",
@@ -67,3 +45,17 @@ __all__ = [
     "voxelize_batch",
     "write_kitti_frame",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "datamodule": ["KittiLidarDataset", "LidarDataModule", "collate_lidar"],
+    "geometry": [
+        "augment_scene", "box_corners", "grid_size", "in_range", "points_in_boxes", "voxelize",
+        "voxelize_batch",
+    ],
+    "kitti": [
+        "CLASS_NAMES", "KittiCalib", "MalformedFile", "default_calib", "kitti_to_lidar_boxes",
+        "lidar_to_kitti_lines", "read_calib", "read_kitti_frame", "read_label_file", "read_split",
+        "read_velodyne", "write_kitti_frame",
+    ],
+    "simulate": ["LidarSensor", "cast_rays", "generate_lidar_dataset", "simulate_scene"],
+})

@@ -12,13 +12,11 @@ Modules, each importing only those above it:
   :func:`apply_scaling`);
 - :mod:`~datamodules.tabular.datamodule`: :class:`TabularDataModule` (the pipeline from a table to tensors, batch
   keys and shapes) and :class:`TabularDataset`.
+
+The names below are imported lazily (`jepa_lightning.lazy`), each with its own module only.
 """
 
-from .datamodule import MAX_INFERRED_CLASSES, MISSING, TASKS, TabularDataModule, TabularDataset
-from .embedded import EMBEDDED_TASKS, RDATASETS, SKLEARN_TASKS, RTable, load_embedded
-from .reader import CSV_EXTENSIONS, FILE_EXTENSIONS, PARQUET_EXTENSIONS, Column, Table, read_table
-from .scaling import SCALINGS, apply_scaling, fit_scaling
-from .split import SPLITS, split_rows
+from jepa_lightning.lazy import lazy_exports
 
 __all__ = [
     "CSV_EXTENSIONS",
@@ -43,3 +41,11 @@ __all__ = [
     "read_table",
     "split_rows",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "datamodule": ["MAX_INFERRED_CLASSES", "MISSING", "TASKS", "TabularDataModule", "TabularDataset"],
+    "embedded": ["EMBEDDED_TASKS", "RDATASETS", "SKLEARN_TASKS", "RTable", "load_embedded"],
+    "reader": ["CSV_EXTENSIONS", "FILE_EXTENSIONS", "PARQUET_EXTENSIONS", "Column", "Table", "read_table"],
+    "scaling": ["SCALINGS", "apply_scaling", "fit_scaling"],
+    "split": ["SPLITS", "split_rows"],
+})

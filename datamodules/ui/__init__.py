@@ -14,15 +14,11 @@ Modules, each importing only those above it:
 - :mod:`~datamodules.ui.synthetic`: the embedded generator (:func:`generate_ui_recordings`; the IIT, IIW and
   interact sets);
 - :mod:`~datamodules.ui.datamodule`: :class:`UIRecordingsDataModule` (batch keys and shapes).
+
+The names below are imported lazily (`jepa_lightning.lazy`), each with its own module only.
 """
 
-from .datamodule import UIRecordingsDataModule
-from .interact import INTERACT_CATEGORIES, InteractCategory, InteractPainter, Panel, record_interact
-from .reader import SPLITS, UIRecordingDataset, read_ui_annotations, uniform_indices
-from .recording import Recording
-from .screens import APPS, Screen, ScreenPainter
-from .scripts import CATEGORIES, VOCAB, IntentCategory, Script
-from .synthetic import SET_DEFAULTS, UI_SETS, generate_ui_recordings, record_intent, split_categories
+from jepa_lightning.lazy import lazy_exports
 
 __all__ = [
     "APPS",
@@ -49,3 +45,13 @@ __all__ = [
     "split_categories",
     "uniform_indices",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "datamodule": ["UIRecordingsDataModule"],
+    "interact": ["INTERACT_CATEGORIES", "InteractCategory", "InteractPainter", "Panel", "record_interact"],
+    "reader": ["SPLITS", "UIRecordingDataset", "read_ui_annotations", "uniform_indices"],
+    "recording": ["Recording"],
+    "screens": ["APPS", "Screen", "ScreenPainter"],
+    "scripts": ["CATEGORIES", "VOCAB", "IntentCategory", "Script"],
+    "synthetic": ["SET_DEFAULTS", "UI_SETS", "generate_ui_recordings", "record_intent", "split_categories"],
+})

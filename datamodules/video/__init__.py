@@ -14,23 +14,11 @@ Modules, each importing only those above it:
   :class:`MovingDigitsDataModule`;
 - :mod:`~datamodules.video.object_motion`: the moving-objects renderer (textured shapes over panning photographs);
 - :mod:`~datamodules.video.moving_objects`: :class:`MovingObjectsDataModule`, its mp4 set.
+
+The names below are imported lazily (`jepa_lightning.lazy`), each with its own module only.
 """
 
-from .clips import ShortVideoError, VideoClipDataset, clip_indices
-from .codec import read_frames, video_frame_count, write_mp4
-from .datamodule import SHORT_VIDEO_POLICIES, VideoDataModule
-from .embedded import EmbeddedVideoDataModule
-from .moving_digits import (
-    MOTIONS,
-    MovingDigitsDataModule,
-    generate_moving_digits,
-    moving_digit_trajectories,
-    render_moving_digit,
-)
-from .moving_objects import MovingObjectsDataModule, generate_moving_objects
-from .object_motion import OBJECT_MOTIONS, MotionSpec, render_moving_objects
-from .sources import VIDEO_EXTENSIONS, read_video_index
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, ScaleNormalize, VideoEvalTransform, VideoTrainTransform
+from jepa_lightning.lazy import lazy_exports
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -60,3 +48,20 @@ __all__ = [
     "video_frame_count",
     "write_mp4",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "clips": ["ShortVideoError", "VideoClipDataset", "clip_indices"],
+    "codec": ["read_frames", "video_frame_count", "write_mp4"],
+    "datamodule": ["SHORT_VIDEO_POLICIES", "VideoDataModule"],
+    "embedded": ["EmbeddedVideoDataModule"],
+    "moving_digits": [
+        "MOTIONS", "MovingDigitsDataModule", "generate_moving_digits", "moving_digit_trajectories",
+        "render_moving_digit",
+    ],
+    "moving_objects": ["MovingObjectsDataModule", "generate_moving_objects"],
+    "object_motion": ["OBJECT_MOTIONS", "MotionSpec", "render_moving_objects"],
+    "sources": ["VIDEO_EXTENSIONS", "read_video_index"],
+    "transforms": [
+        "IMAGENET_MEAN", "IMAGENET_STD", "ScaleNormalize", "VideoEvalTransform", "VideoTrainTransform",
+    ],
+})

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
+from ..digits import load_digits, stratified_split
 from .codec import write_mp4
 from .embedded import EmbeddedVideoDataModule
 
@@ -82,20 +83,16 @@ def generate_moving_digits(folder: str, num_train: int, num_val: int, video_fram
     ``DigitsDataModule``): val videos show digit images no train video shows. Digit classes and motion
     classes are balanced (``i % 10`` and ``i % 8``, each shuffled by ``gen_seed``).
     """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    pools = dict(zip(("train", "val"), train_test_split(
-        np.arange(len(digits.target)), test_size=0.2, stratify=digits.target, random_state=0)))
+    data, target = load_digits()
+    pools = dict(zip(("train", "val"), stratified_split(target, 0.2, 0)))
     options = {"crf": "10", "preset": "veryfast", "threads": "1"}  # x264 threads cost more than they save at 32 px
     for s, (split, count) in enumerate((("train", num_train), ("val", num_val))):
         rng = np.random.default_rng([gen_seed, s])
         pool = pools[split]
         digit = rng.permutation(np.arange(count) % 10)
         motion = rng.permutation(np.arange(count) % 8)
-        by_class = [pool[digits.target[pool] == d] for d in range(10)]
-        images = [digits.images[rng.choice(by_class[d])] for d in digit]
+        by_class = [pool[target[pool] == d] for d in range(10)]
+        images = [data[rng.choice(by_class[d])].reshape(8, 8) for d in digit]
         trajectories = moving_digit_trajectories(motion, video_frames, canvas, digit_size, rng)
         os.makedirs(os.path.join(folder, split))
         rows = []

@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torchvision.utils import make_grid
 
-from jepa_lightning.masks import Masks
+from jepa_lightning.masks.utils import Masks
 
 __all__ = ["MaskPictures", "frame_strip", "mask_overlay", "pca_rgb", "to_unit", "PALETTE"]
 

@@ -7,6 +7,7 @@ skips unreadable batches, guards against non-finite losses and logs.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, NamedTuple
 
 import torch
@@ -16,9 +17,13 @@ from torch import nn
 
 from jepa_lightning.distributed import bf16_policy, shard_module
 from jepa_lightning.eval.rankme import RankMe, position_and_sample_shares
+from jepa_lightning.losses import SIGReg
 from jepa_lightning.masks import step_generator
+from jepa_lightning.nn.transformer import compile_blocks
 from jepa_lightning.optim import adamw_warmup_cosine
 from jepa_lightning.targets import EMATeacher, TargetNetwork, check_ema_schedule, ema_init_share, ema_momentum
+
+SIGREG_STREAM = 7919  # SIGReg's directions: a generator stream apart from the masks' (seeded mask_seed + this)
 
 
 class StepOutput(NamedTuple):
@@ -27,12 +32,15 @@ class StepOutput(NamedTuple):
     loss: the scalar to minimise; targets: the regression targets (their per-dimension std over the batch is
     the collapse monitor `train/target_std`); features: pooled evaluation features [B, D] when the objective
     computed them for free (RankMe, online probe), else None; predictions: the predictor's outputs
-    (`train/pred_std`), when the method has them."""
+    (`train/pred_std`), when the method has them; embeddings: what the optional SIGReg term regularises, with
+    gradients: the context encoder's output pooled over tokens [B, D] (or [V, B, D]: V views, e.g. one per mask
+    generator, each regularised as its own sample)."""
 
     loss: torch.Tensor
     targets: torch.Tensor
     features: torch.Tensor | None = None
     predictions: torch.Tensor | None = None
+    embeddings: torch.Tensor | None = None
 
 
 class JEPAModule(LightningModule):
@@ -59,6 +67,14 @@ class JEPAModule(LightningModule):
             across ranks and steps and are identical when a run is resumed.
         nonfinite: on a NaN/inf loss, stop with an error naming the step (`raise`) or skip that optimizer step
             on every rank (`skip`, with a warning).
+        sigreg_weight: weight of an added SIGReg term (LeJEPA's isotropic-Gaussian regulariser, `losses.SIGReg`)
+            on the embeddings the method declares (`StepOutput.embeddings`), a collapse guard that works with or
+            without an EMA teacher; 0 (default): off. Its directions are drawn from a generator seeded by
+            (mask_seed, step), alike on every rank; under DDP/FSDP2 the statistic is the global batch's.
+        sigreg_slices: SIGReg's number of random directions.
+        compile: `torch.compile` every network (trainable and target) block by block (`nn.compile_blocks`,
+            after FSDP2 sharding); true for torch's defaults, or a dict of `torch.compile` options (e.g.
+            `{mode: max-autotune}`, `{backend: aot_eager}`).
     """
 
     module_arguments: tuple[str, ...] = ("encoder", "predictor", "masks")  # kept out of hparams
@@ -69,7 +85,8 @@ class JEPAModule(LightningModule):
                  betas: tuple[float, float] = (0.9, 0.999), ema: tuple[float, float] | None = (0.996, 1.0),
                  ema_schedule: Literal["linear", "cosine"] = "linear", ema_average_start: bool = True,
                  eval_encoder: str = "teacher", mask_seed: int = 0,
-                 nonfinite: Literal["raise", "skip"] = "raise") -> None:
+                 nonfinite: Literal["raise", "skip"] = "raise", sigreg_weight: float = 0.0, sigreg_slices: int = 1024,
+                 compile: bool | dict[str, Any] = False) -> None:
         super().__init__()
         if not 0.0 <= warmup < 1.0:
             raise ValueError(f"warmup is a fraction of training in [0, 1), got {warmup}")
@@ -82,6 +99,15 @@ class JEPAModule(LightningModule):
         if nonfinite not in ("raise", "skip"):
             raise ValueError(f"nonfinite must be 'raise' or 'skip', got {nonfinite!r}")
         self.input_key, self.eval_encoder, self.mask_seed, self.nonfinite = input_key, eval_encoder, mask_seed, nonfinite
+        if not isinstance(compile, (bool, dict)):
+            raise ValueError(f"compile must be true/false or a dict of torch.compile options, got {compile!r}")
+        self.compile_options = ({} if compile is True else dict(compile)) if compile else None
+        if not (isinstance(sigreg_weight, (int, float)) and not isinstance(sigreg_weight, bool) and sigreg_weight >= 0
+                and math.isfinite(sigreg_weight)):
+            raise ValueError(f"sigreg_weight must be a finite number >= 0 (0: no SIGReg term), got {sigreg_weight!r}")
+        self.sigreg_weight = float(sigreg_weight)
+        self.sigreg = SIGReg(num_slices=sigreg_slices) if sigreg_weight > 0 else None
+        self._step_index = 0  # the fit loop's index of the current batch (set with its masks)
         self.lr, self.start_lr, self.final_lr, self.warmup = lr, start_lr, final_lr, warmup
         self.weight_decay, self.final_weight_decay, self.betas = weight_decay, final_weight_decay, tuple(betas)
         self.ema = tuple(ema) if ema is not None else None
@@ -102,7 +128,7 @@ class JEPAModule(LightningModule):
             batch = self._agree_on_unreadable(batch)
         if batch is not None and self.trainer is not None and self.trainer.training:
             # The index this batch gets in the fit loop (counted across epochs; restored on resume).
-            batch_index = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
+            batch_index = self._step_index = self.trainer.fit_loop.epoch_loop.batch_progress.total.ready
             device = batch[self.input_key].device
             g = step_generator(self.mask_seed, self.global_rank, batch_index, device)
             batch["masks"] = self.sample_masks(batch, g)
@@ -131,11 +157,24 @@ class JEPAModule(LightningModule):
         if batch is None:  # (Lightning skips None batches, on every rank at once: `_agree_on_unreadable`)
             return None
         step = StepOutput(*self.objective(batch))
+        if self.sigreg is not None:
+            step = step._replace(loss=step.loss + self.sigreg_weight * self.sigreg_term(step.embeddings))
         if self._nonfinite_anywhere(step.loss, batch_idx):
             return self._skipped_step(f"non-finite loss at global step {self.global_step} (epoch "
                                       f"{self.current_epoch}, batch {batch_idx})")
         self.log_train(step.loss, step.targets, step.features, step.predictions)
         return {"loss": step.loss} if step.features is None else {"loss": step.loss, "features": step.features}
+
+    def sigreg_term(self, embeddings: torch.Tensor | None) -> torch.Tensor:
+        """SIGReg of this step's embeddings (logged as `train/sigreg`), with directions every rank draws alike: a
+        generator seeded by (mask_seed, step) on rank 0's stream, so a resumed run draws the same sequence."""
+        if embeddings is None:
+            raise ValueError(f"sigreg_weight > 0, but {type(self).__name__} declares no embeddings for SIGReg "
+                             "(StepOutput.embeddings); set model.init_args.sigreg_weight=0")
+        g = step_generator(self.mask_seed + SIGREG_STREAM, 0, self._step_index, embeddings.device)
+        value = self.sigreg(embeddings, g)
+        self.log("train/sigreg", value.detach(), batch_size=embeddings.size(-2))
+        return value
 
     def _nonfinite_anywhere(self, loss: torch.Tensor, batch_idx: int) -> bool:
         """Whether any rank's loss is not finite (one reduction, so that every rank decides alike); with
@@ -237,7 +276,17 @@ class JEPAModule(LightningModule):
         the mesh's data-parallel dimension every trainable network (block by block, then its root) and every
         target network exactly like the network it follows, so the EMA update runs on local shards. Under bf16-mixed
         the FSDP2 policy gathers and computes in bf16 and reduces gradients in fp32 (the sharded parameters,
-        the teacher's included, stay fp32). Without a mesh (single device, DDP) nothing changes."""
+        the teacher's included, stay fp32). Without a mesh (single device, DDP) nothing changes. Then, with
+        `compile`, every network is compiled block by block (`nn.compile_blocks`)."""
+        self._shard()
+        if self.compile_options is not None and not getattr(self, "_compiled", False):
+            for module in self.children():
+                if module is not self.rankme and any(True for _ in module.parameters()):
+                    compile_blocks(module.module if isinstance(module, TargetNetwork) else module,
+                                   **self.compile_options)
+            self._compiled = True
+
+    def _shard(self) -> None:
         mesh = self.device_mesh
         if mesh is None:
             return

@@ -52,12 +52,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jepa_lightning.masks import Masks, MultiBlockMask2D
+from jepa_lightning.masks.multiblock import MultiBlockMask2D
+from jepa_lightning.masks.utils import Masks
 from jepa_lightning.methods.base import StepOutput
 from jepa_lightning.methods.ijepa import IJEPA
-from jepa_lightning.nn import TransformerPredictor, VisionTransformer
 from jepa_lightning.nn.pooler import CrossAttentionBlock
+from jepa_lightning.nn.predictor import TransformerPredictor
 from jepa_lightning.nn.transformer import init_vit_weights
+from jepa_lightning.nn.vit import VisionTransformer
 from jepa_lightning.targets import EMATeacher
 
 
@@ -255,7 +257,7 @@ class DMTJEPA(IJEPA):
             targets = self.target_head(h, tuple(self.encoder.grid_size), m.targets.reshape(B, T * K)).view(B, T, K, -1)
         z = self.head(self.encoder(x, keep=m.context))                 # [B, Kc, D], global mode
         pred = self.predictor(z, m.context, m.targets)                 # [B, T, K, D]
-        return StepOutput(self.loss_fn(pred.float(), targets.float()), targets, features, pred)
+        return StepOutput(self.loss_fn(pred.float(), targets.float()), targets, features, pred, z.mean(1))
 
     # ------------------------------------------------------------ the EMA head
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:

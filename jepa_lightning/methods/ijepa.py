@@ -18,9 +18,12 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from jepa_lightning.masks import Masks, MultiBlockMask2D
+from jepa_lightning.masks.multiblock import MultiBlockMask2D
+from jepa_lightning.masks.utils import Masks
 from jepa_lightning.methods.base import JEPAModule, StepOutput
-from jepa_lightning.nn import TransformerPredictor, VisionTransformer, gather_tokens
+from jepa_lightning.nn.predictor import TransformerPredictor
+from jepa_lightning.nn.tokens import gather_tokens
+from jepa_lightning.nn.vit import VisionTransformer
 
 
 class IJEPA(JEPAModule):
@@ -42,7 +45,7 @@ class IJEPA(JEPAModule):
 
     def forward_loss(self, x: torch.Tensor, m: Masks) -> StepOutput:
         """The I-JEPA objective on images x with masks m: (loss, targets [B, T, K, D], pooled teacher features,
-        predictions [B, T, K, D])."""
+        predictions [B, T, K, D], the context encoder's pooled output [B, D])."""
         with torch.no_grad():
             h = self.teacher(x)
             features = h.mean(1)
@@ -51,7 +54,7 @@ class IJEPA(JEPAModule):
         z = self.encoder(x, keep=m.context)                            # [B, Kc, D]
         pred = self.predictor(z, m.context, m.targets)                  # [B, T, K, D]
         loss = self.loss_fn(pred.float(), targets.float())               # in fp32 under bf16 autocast
-        return StepOutput(loss, targets, features, pred)
+        return StepOutput(loss, targets, features, pred, z.mean(1))
 
     def objective(self, batch: dict[str, Any]) -> StepOutput:
         return self.forward_loss(batch[self.input_key], batch["masks"])

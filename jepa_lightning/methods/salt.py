@@ -31,9 +31,11 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
-from jepa_lightning.masks import MultiBlockMask3D
+from jepa_lightning.masks.multiblock3d import MultiBlockMask3D
 from jepa_lightning.methods.vjepa import VJEPA
-from jepa_lightning.nn import TransformerPredictor, VisionTransformer, patchify
+from jepa_lightning.nn.embed import patchify
+from jepa_lightning.nn.predictor import TransformerPredictor
+from jepa_lightning.nn.vit import VisionTransformer
 from jepa_lightning.targets import FrozenTeacher
 
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jepa_lightning.methods.base import JEPAModule
+from jepa_lightning.methods.base import JEPAModule, StepOutput
 from jepa_lightning.nn.transformer import TransformerStack
 
 
@@ -177,9 +177,9 @@ class SeqJEPA(JEPAModule):
         return self.predictor(s)
 
     # ------------------------------------------------------------------------------------------ objective
-    def forward_loss(self, views: torch.Tensor, rel_actions: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(loss, targets [B, D], aggregate [B, D + Da]) for views ``[B, M, ...]`` and ``rel_actions`` ``[B, M-1, A]``."""
+    def forward_loss(self, views: torch.Tensor, rel_actions: torch.Tensor) -> StepOutput:
+        """(loss, targets [B, D], aggregate [B, D + Da] (detached), predictions [B, D], the aggregate with gradients:
+        what `sigreg_weight` regularises) for views ``[B, M, ...]`` and ``rel_actions`` ``[B, M-1, A]``."""
         m = views.shape[1]
         k = m - 1 if self.train_seq_len is None else self.train_seq_len
         if not 1 <= k <= m - 1:
@@ -191,9 +191,9 @@ class SeqJEPA(JEPAModule):
         s = self.aggregate(z, rel_actions[:, :k - 1])
         pred = self.predict_next(s, rel_actions[:, k - 1])
         loss = 1.0 - F.cosine_similarity(pred.float(), target.float(), dim=-1).mean()
-        return loss, target, s.detach()
+        return StepOutput(loss, target, s.detach(), pred, s)
 
-    def objective(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def objective(self, batch: dict[str, Any]) -> StepOutput:
         return self.forward_loss(batch[self.input_key], batch["rel_actions"])
 
     # ------------------------------------------------------------------------------------------ evaluation

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from jepa_lightning.masks.tabular import FeatureMask
 from jepa_lightning.masks.utils import Masks
-from jepa_lightning.methods.base import JEPAModule
+from jepa_lightning.methods.base import JEPAModule, StepOutput
 from jepa_lightning.nn.tabular import TabularEncoder, TabularPredictor
 from jepa_lightning.nn.tokens import gather_tokens
 
@@ -109,18 +109,19 @@ class TJEPA(JEPAModule):
 
     # --------------------------------------------------------------- objective
     def forward_loss(self, num: torch.Tensor, cat: torch.Tensor,
-                     m: Masks) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                     m: Masks) -> StepOutput:
         """The T-JEPA objective: (MSE loss, targets [B, T, Kt, D], the teacher's tokens averaged [B, D] (for the
-        cheap per-epoch `train/rankme`; the frozen heads use all tokens, see `encode`))."""
+        cheap per-epoch `train/rankme`; the frozen heads use all tokens, see `encode`), predictions, the context
+        encoder's tokens averaged [B, D] (what `sigreg_weight` regularises))."""
         r, ref = self.encoder.num_reg_tokens, self.reference_indexing
         with torch.no_grad():
             h = self.teacher(num, cat)                                   # [B, R + F, D], the full row
             targets = gather_tokens(h if ref else h[:, r:], m.targets)   # [B, T, Kt, D]
         z = self.encoder(num, cat, keep=m.context, keep_over_all=ref)   # [B, R + Kc, D] ([B, Kc, D] if ref)
         pred = self.predictor(z, m.context, m.targets, slots_over_all=ref)  # [B, T, Kt, D]
-        return F.mse_loss(pred.float(), targets.float()), targets, h.mean(1)
+        return StepOutput(F.mse_loss(pred.float(), targets.float()), targets, h.mean(1), pred, z.mean(1))
 
-    def objective(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def objective(self, batch: dict[str, Any]) -> StepOutput:
         num, cat = self._inputs(batch)
         return self.forward_loss(num, cat, batch["masks"])
 

@@ -25,9 +25,11 @@ from __future__ import annotations
 from typing import Any
 
 from jepa_lightning.eval.checkpoint import load_encoder_weights
-from jepa_lightning.masks import MultiBlockMask3D, TemporalMask
+from jepa_lightning.masks.multiblock3d import MultiBlockMask3D
+from jepa_lightning.masks.temporal import TemporalMask
 from jepa_lightning.methods.vjepa import VJEPA, vjepa_masks
-from jepa_lightning.nn import TransformerPredictor, VisionTransformer
+from jepa_lightning.nn.predictor import TransformerPredictor
+from jepa_lightning.nn.vit import VisionTransformer
 
 
 def spatial_masks() -> list[MultiBlockMask3D]:

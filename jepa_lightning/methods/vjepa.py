@@ -24,9 +24,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from jepa_lightning.masks import Masks, MultiBlockMask3D
+from jepa_lightning.masks.multiblock3d import MultiBlockMask3D
+from jepa_lightning.masks.utils import Masks
 from jepa_lightning.methods.base import JEPAModule, StepOutput
-from jepa_lightning.nn import TransformerPredictor, VisionTransformer, gather_tokens
+from jepa_lightning.nn.predictor import TransformerPredictor
+from jepa_lightning.nn.tokens import gather_tokens
+from jepa_lightning.nn.vit import VisionTransformer
 
 
 def vjepa_masks() -> list[MultiBlockMask3D]:
@@ -79,14 +82,16 @@ class VJEPA(JEPAModule):
     def forward_loss(self, x: torch.Tensor, masks: list[Masks]) -> StepOutput:
         with torch.no_grad():
             h, features = self.target_tokens(x)
-        loss, preds = x.new_zeros((), dtype=torch.float32), []
+        loss, preds, pooled = x.new_zeros((), dtype=torch.float32), [], []
         for i, m in enumerate(masks):
             targets = m.targets[:, 0]                                   # one target set per generator [B, K]
             z = self.encoder(x, keep=m.context)
             pred = self.predictor(z, m.context, targets, mask_token_id=i)
             loss = loss + self.distance(pred.float(), gather_tokens(h, targets).float())  # fp32 under bf16
             preds.append(pred)
-        return StepOutput(loss / len(masks), h, features, torch.cat(preds, dim=1))
+            pooled.append(z.mean(1))
+        # embeddings: one view per mask generator (its context)
+        return StepOutput(loss / len(masks), h, features, torch.cat(preds, dim=1), torch.stack(pooled))
 
     def objective(self, batch: dict[str, Any]) -> StepOutput:
         return self.forward_loss(batch[self.input_key], batch["masks"])

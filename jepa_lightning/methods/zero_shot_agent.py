@@ -40,7 +40,7 @@ from torch import nn
 from torch.func import functional_call
 
 from jepa_lightning.eval.rankme import effective_rank
-from jepa_lightning.masks import step_generator
+from jepa_lightning.masks.utils import step_generator
 from jepa_lightning.nn.rl import LatentActor, orthogonal_init_, random_shift, sphere, truncated_normal_sample
 from jepa_lightning.optim import linear
 from jepa_lightning.targets import EMATeacher, TargetNetwork

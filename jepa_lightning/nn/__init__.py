@@ -1,20 +1,28 @@
-"""Modality-agnostic building blocks: token embedders, ViT over tokens, predictor, poolers."""
+"""Modality-agnostic building blocks: token embedders, ViT over tokens, predictor, poolers.
 
-from jepa_lightning.nn.bev import BEVEncoder, BEVPredictor
-from jepa_lightning.nn.center_head import CenterHead
-from jepa_lightning.nn.embed import PatchEmbed2D, TubeletEmbed3D, patchify
-from jepa_lightning.nn.pooler import AttentivePooler
-from jepa_lightning.nn.pos_embed import sincos_1d, sincos_pos_embed
-from jepa_lightning.nn.predictor import TransformerPredictor
-from jepa_lightning.nn.resnet import SmallResNet, TimmResNet
-from jepa_lightning.nn.tabular import FeatureTokenizer, TabularEncoder, TabularPredictor
-from jepa_lightning.nn.tokens import gather_tokens
-from jepa_lightning.nn.transformer import TransformerStack, init_vit_weights
-from jepa_lightning.nn.vit import VisionTransformer
+The names below are imported lazily (`jepa_lightning.lazy`): an image run does not import the LiDAR encoders
+(`bev`, `center_head`) or the tabular ones."""
+
+from jepa_lightning.lazy import lazy_exports
 
 __all__ = [
     "PatchEmbed2D", "TubeletEmbed3D", "sincos_1d", "sincos_pos_embed", "TransformerPredictor",
     "gather_tokens", "patchify", "TransformerStack", "init_vit_weights", "VisionTransformer",
     "AttentivePooler", "FeatureTokenizer", "TabularEncoder", "TabularPredictor",
-    "SmallResNet", "TimmResNet", "BEVEncoder", "BEVPredictor", "CenterHead",
+    "SmallResNet", "TimmResNet", "BEVEncoder", "BEVPredictor", "CenterHead", "Block",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "bev": ["BEVEncoder", "BEVPredictor"],
+    "block": ["Block"],
+    "center_head": ["CenterHead"],
+    "embed": ["PatchEmbed2D", "TubeletEmbed3D", "patchify"],
+    "pooler": ["AttentivePooler"],
+    "pos_embed": ["sincos_1d", "sincos_pos_embed"],
+    "predictor": ["TransformerPredictor"],
+    "resnet": ["SmallResNet", "TimmResNet"],
+    "tabular": ["FeatureTokenizer", "TabularEncoder", "TabularPredictor"],
+    "tokens": ["gather_tokens"],
+    "transformer": ["TransformerStack", "init_vit_weights"],
+    "vit": ["VisionTransformer"],
+})

@@ -7,10 +7,9 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Mlp
-from timm.models.vision_transformer import Block
 from torch import nn
 
+from jepa_lightning.nn.block import Block, Mlp
 from jepa_lightning.nn.transformer import init_vit_weights
 
 
@@ -53,8 +52,8 @@ class CrossAttentionBlock(nn.Module):
 
 
 class AttentivePooler(nn.Module):
-    """[B, N, D] tokens -> [B, num_queries, D]: `depth - 1` self-attention blocks over the tokens (timm
-    blocks, no position information added), then `num_queries` learned query tokens cross-attend to them.
+    """[B, N, D] tokens -> [B, num_queries, D]: `depth - 1` self-attention blocks over the tokens (`nn.block`,
+    no position information added), then `num_queries` learned query tokens cross-attend to them.
 
     Without position information the result does not depend on the order of the tokens, so the same pooler
     serves images, clips, and any subset of tokens. Initialised like the encoders (truncated normal, residual

@@ -29,7 +29,8 @@ class TransformerPredictor(nn.Module):
 
     `pos_embed="rope"` (V-JEPA 2): no position table; every attention layer rotates queries and keys by the
     context and target tokens' grid positions (`nn.rope`). `"stored"`: the sin-cos table kept in the state dict, so a
-    published predictor's own table is loaded. `pretrained`: a published predictor (an official checkpoint file or a
+    published predictor's own table is loaded. `checkpoint_blocks`: activation checkpointing of the first n blocks or
+    "all" (`TransformerStack`). `pretrained`: a published predictor (an official checkpoint file or a
     Hugging Face V-JEPA 2 folder, `jepa_lightning.pretrained.load_predictor_into`) whose weights fill this one.
     """
 
@@ -37,7 +38,8 @@ class TransformerPredictor(nn.Module):
                  depth: int = 6, num_heads: int = 12, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop_path_rate: float = 0.0, num_mask_tokens: int = 1, out_dim: int | None = None,
                  zero_init_mask_tokens: bool = False, init_std: float = 0.02,
-                 pos_embed: Literal["sincos", "stored", "rope"] = "sincos", pretrained: str | None = None) -> None:
+                 pos_embed: Literal["sincos", "stored", "rope"] = "sincos",
+                 checkpoint_blocks: int | Literal["all"] = 0, pretrained: str | None = None) -> None:
         super().__init__()
         if pos_embed not in ("sincos", "stored", "rope"):
             raise ValueError(f"pos_embed must be 'sincos', 'stored' or 'rope', got {pos_embed!r}")
@@ -54,7 +56,7 @@ class TransformerPredictor(nn.Module):
             sincos_pos_embed(self.grid_size, predictor_dim)[None]
         self.register_buffer("pos_embed", table, persistent=pos_embed == "stored")  # RoPE: adds 0
         self.transformer = TransformerStack(predictor_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate,
-                                            rope=self.rope)
+                                            rope=self.rope, checkpoint_blocks=checkpoint_blocks)
         self.proj = nn.Linear(predictor_dim, self.out_dim)
         init_vit_weights(self, init_std)
         if not zero_init_mask_tokens:

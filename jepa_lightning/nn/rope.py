@@ -9,15 +9,13 @@ An image is a one-frame grid (frame index 0: its part is not rotated), which is 
 The rotation is the official one, reproduced exactly because published weights were trained with it: features
 are paired as (0, 1), (2, 3), ..., and feature ``j`` of a part of width ``D`` turns by ``pos * 10000^(-(j mod
 D/2) / (D/2))``: the two features of a pair use different frequencies once ``D > 2``, unlike the textbook RoPE.
-Positions are grid indices of the kept tokens, so a masked context keeps each token's own position.
+Positions are grid indices of the kept tokens, so a masked context keeps each token's own position. The attention
+that applies it is `nn.block.Attention` (given positions).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from timm.layers import Attention
-from timm.models.vision_transformer import Block
 
 
 def rope_part(head_dim: int) -> int:
@@ -57,28 +55,4 @@ def apply_rope(qk: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     return torch.cat([*parts, qk[..., start:]], -1)
 
 
-class RopeAttention(Attention):
-    """timm's multi-head self-attention (the same `qkv` and `proj` layers and names) with RoPE on queries and
-    keys; `forward(x, pos)` takes the tokens' grid positions [B or 1, N, 3]."""
-
-    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        b, n, _ = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        q, k = apply_rope(q, pos), apply_rope(k, pos)
-        x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
-        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, n, self.attn_dim)))
-
-
-class RopeBlock(Block):
-    """timm's pre-norm transformer block with `RopeAttention`: `forward(x, pos)`."""
-
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, **kwargs) -> None:
-        super().__init__(dim, num_heads, qkv_bias=qkv_bias, **kwargs)
-        self.attn = RopeAttention(dim, num_heads, qkv_bias=qkv_bias)
-
-    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), pos)))
-        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
-
-
-__all__ = ["RopeAttention", "RopeBlock", "apply_rope", "grid_positions", "rope_part", "rotate"]
+__all__ = ["apply_rope", "grid_positions", "rope_part", "rotate"]

@@ -36,7 +36,8 @@ class VisionTransformer(nn.Module):
     published encoder's own table (`jepa_lightning.pretrained.load_encoder`) is loaded and saved with the weights;
     "rope" adds no table and rotates queries and keys in every attention layer by the tokens' (frame, row, column)
     on the grid, V-JEPA 2's positions (`nn.rope`; the kept tokens of a context keep their own positions).
-    `norm_eps`: the LayerNorms' epsilon (see `TransformerStack`). `pretrained`: a published encoder (path or hub
+    `norm_eps`: the LayerNorms' epsilon, `checkpoint_blocks`: activation checkpointing of the first n blocks or "all"
+    (both: see `TransformerStack`). `pretrained`: a published encoder (path or hub
     id, see `jepa_lightning.pretrained`) whose weights fill this one after initialisation; its architecture must
     match (shapes, epsilon, `pos_embed="stored"`), else the error names what differs.
     """
@@ -46,7 +47,7 @@ class VisionTransformer(nn.Module):
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
                  init_std: float = 0.02, patch_init_std: float | None = None,
                  pos_embed: Literal["sincos", "stored", "rope"] = "sincos", norm_eps: float = 1e-6,
-                 pretrained: str | None = None) -> None:
+                 checkpoint_blocks: int | Literal["all"] = 0, pretrained: str | None = None) -> None:
         super().__init__()
         if pos_embed not in ("sincos", "stored", "rope"):
             raise ValueError(f"pos_embed must be 'sincos', 'stored' or 'rope', got {pos_embed!r}")
@@ -62,7 +63,7 @@ class VisionTransformer(nn.Module):
         table = torch.zeros(1, 1, embed_dim) if self.rope else sincos_pos_embed(self.grid_size, embed_dim)[None]
         self.register_buffer("pos_embed", table, persistent=pos_embed == "stored")  # RoPE: adds 0
         self.transformer = TransformerStack(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate,
-                                            norm_eps, rope=self.rope)
+                                            norm_eps, rope=self.rope, checkpoint_blocks=checkpoint_blocks)
         init_vit_weights(self, init_std)
         if patch_init_std is not None:  # see the class docstring
             nn.init.trunc_normal_(self.patch_embed.proj.weight, std=patch_init_std)
