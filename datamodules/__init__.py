@@ -49,6 +49,7 @@ __all__ = [
     "read_frames",
     "read_video_index",
     "video_frame_count",
+    "MultiCrop",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
@@ -59,6 +60,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "images": ["DigitsDataModule", "DigitsDataset", "ImageFolderDataModule", "ImageFolderDataset"],
     "lidar": ["LidarDataModule", "generate_lidar_dataset"],
     "linear": ["LinearPairsDataModule"],
+    "multicrop": ["MultiCrop"],
     "object_scenes": ["ObjectScenesDataModule"],
     "offline_rl": ["OfflineRLDataModule"],
     "rotations": ["RotationSequenceDataModule"],

@@ -23,6 +23,7 @@ from torchvision.transforms import v2
 
 from .common import JEPADataModule, SkipUnreadable, list_class_folders
 from .digits import load_digits, stratified_split
+from .multicrop import MultiCrop
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -100,13 +101,17 @@ def scan_image_folder(
 
 
 class ImageFolderDataset(SkipUnreadable):
-    """``(path, label)`` samples read with PIL as RGB; unreadable files are skipped (see common)."""
+    """``(path, label)`` samples read with PIL as RGB; unreadable files are skipped (see common). ``views``: multi-crop
+    views of each image (LeJEPA's), added as ``global`` / ``local``, normalized with ``mean`` / ``std``."""
 
     unreadable_errors = (*SkipUnreadable.unreadable_errors, Image.DecompressionBombError)
 
-    def __init__(self, samples: Sequence[tuple[str, int]], transform: Callable[[Image.Image], torch.Tensor]):
+    def __init__(self, samples: Sequence[tuple[str, int]], transform: Callable[[Image.Image], torch.Tensor],
+                 views: MultiCrop | None = None, mean: tuple[float, float, float] = IMAGENET_MEAN,
+                 std: tuple[float, float, float] = IMAGENET_STD):
         self.samples = list(samples)
-        self.transform = transform
+        self.transform, self.views = transform, views
+        self.mean, self.std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -121,7 +126,11 @@ class ImageFolderDataset(SkipUnreadable):
             return img.convert("RGB")  # decodes the whole file: truncated data fails here
 
     def prepare(self, raw: Image.Image, index: int) -> dict[str, Any]:
-        return {"image": self.transform(raw), "label": self.samples[index][1]}
+        out = {"image": self.transform(raw), "label": self.samples[index][1]}
+        if self.views is not None:
+            pixels = v2.functional.to_dtype(v2.functional.to_image(raw), torch.float32, scale=True)
+            out |= {k: (v - self.mean) / self.std for k, v in self.views(pixels).items()}
+        return out
 
 
 class ImageFolderDataModule(JEPADataModule):
@@ -146,11 +155,14 @@ class ImageFolderDataModule(JEPADataModule):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
+        views: MultiCrop | None = None,
         **loader: Any,
     ) -> None:
-        """``loader``: the DataLoader settings of :class:`JEPADataModule` (batch_size, num_workers, ...)."""
+        """``loader``: the DataLoader settings of :class:`JEPADataModule` (batch_size, num_workers, ...);
+        ``views``: multi-crop views added to each training sample (LeJEPA; :mod:`datamodules.multicrop`)."""
         super().__init__(**loader)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["views"])
+        self.views = views
         self.crop_scale = _check_crop(image_size, crop_scale)
         self.root = os.fspath(root)
         self.image_size = image_size
@@ -188,9 +200,8 @@ class ImageFolderDataModule(JEPADataModule):
         samples = scan_image_folder(self.split_dirs[split], self.classes, self.extensions)
         if augment:
             transform = train_transform(self.image_size, self.crop_scale, self.hflip, self.mean, self.std)
-        else:
-            transform = eval_transform(self.image_size, self.mean, self.std)
-        return ImageFolderDataset(samples, transform)
+            return ImageFolderDataset(samples, transform, self.views, self.mean, self.std)
+        return ImageFolderDataset(samples, eval_transform(self.image_size, self.mean, self.std))
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_dataset is None:

@@ -13,7 +13,8 @@ independent streams of ``scene_seed``) and cached as uint8 tensors in
 second ``setup`` only reads them. Training view: RandomResizedCrop (``crop_scale``; + a horizontal flip if
 ``hflip``: every shape class is closed under mirroring) applied jointly to image and mask (bilinear for the
 image, nearest for the mask); evaluation views (val, test = val, ``train_eval_dataloader``) are the scenes as
-rendered.
+rendered. With ``views`` (a :class:`~datamodules.multicrop.MultiCrop`, LeJEPA's), each training sample also holds
+``global`` [Vg, 3, G, G] and ``local`` [Vl, 3, L, L] crops of the rendered scene, normalized like ``image``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torchvision.transforms import v2
 
 from .common import GeneratedOnce, JEPADataModule, embedded_root
 from .images import _check_crop
+from .multicrop import MultiCrop
 from .object_render import NUM_SHAPES, SHAPES, SceneSpec, render_object_scenes
 
 _VERSION = 1  # bump when the renderer's output changes, so old caches are not reused
@@ -37,17 +39,18 @@ _VERSION = 1  # bump when the renderer's output changes, so old caches are not r
 class ObjectScenesDataset(Dataset):
     """Scenes held as uint8 images [N, 3, H, W], segmentation uint8 [N, H, W] and labels int64 [N]; each sample
     is normalized on load. ``crop``: an optional joint transform of (``tv_tensors.Image``, ``tv_tensors.Mask``)
-    drawn from torch's RNG (seeded per sample by the training sampler)."""
+    drawn from torch's RNG (seeded per sample by the training sampler). ``views``: multi-crop views of the scene
+    as rendered, added as ``global`` / ``local``."""
 
     def __init__(self, images: torch.Tensor, segmentation: torch.Tensor, labels: torch.Tensor,
                  mean: tuple[float, float, float], std: tuple[float, float, float],
-                 crop: v2.Transform | None = None) -> None:
+                 crop: v2.Transform | None = None, views: MultiCrop | None = None) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.size(1) != 3:
             raise ValueError(f"images must be uint8 [N, 3, H, W], got {images.dtype} {list(images.shape)}")
         if segmentation.shape != (images.size(0), *images.shape[2:]) or labels.shape != images.shape[:1]:
             raise ValueError(f"segmentation {list(segmentation.shape)} / labels {list(labels.shape)} do not match "
                              f"images {list(images.shape)}")
-        self.images, self.segmentation, self.labels, self.crop = images, segmentation, labels, crop
+        self.images, self.segmentation, self.labels, self.crop, self.views = images, segmentation, labels, crop, views
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
 
@@ -57,10 +60,12 @@ class ObjectScenesDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         x = self.images[index].float().div_(255)
         seg = self.segmentation[index].long()
+        views = self.views(x) if self.views is not None else {}
         if self.crop is not None:
             x, seg = self.crop(tv_tensors.Image(x), tv_tensors.Mask(seg[None]))
             x, seg = x.as_subclass(torch.Tensor), seg.as_subclass(torch.Tensor)[0]
-        return {"image": (x - self.mean) / self.std, "label": self.labels[index], "segmentation": seg}
+        return {"image": (x - self.mean) / self.std, "label": self.labels[index], "segmentation": seg,
+                **{k: (v - self.mean) / self.std for k, v in views.items()}}
 
 
 class ObjectScenesDataModule(GeneratedOnce, JEPADataModule):
@@ -79,6 +84,7 @@ class ObjectScenesDataModule(GeneratedOnce, JEPADataModule):
             distance of object colours from their local background).
         crop_scale: RandomResizedCrop scale range of the training view (image and mask cropped identically).
         hflip: also flip the training view horizontally (jointly).
+        views: multi-crop views added to each training sample (LeJEPA; see the module docstring).
         mean, std: per-channel normalization of the [0, 1] images.
         cache_dir: where rendered scenes are cached (see the module docstring).
         **loader: the DataLoader settings of :class:`JEPADataModule` (batch_size, seed, ...).
@@ -97,9 +103,11 @@ class ObjectScenesDataModule(GeneratedOnce, JEPADataModule):
                  background_contrast: float = 0.6, texture_strength: tuple[float, float] = (0.2, 0.45),
                  min_contrast: float = 0.35, crop_scale: tuple[float, float] = (0.6, 1.0), hflip: bool = False,
                  mean: tuple[float, float, float] = (0.5, 0.5, 0.5), std: tuple[float, float, float] = (0.25, 0.25, 0.25),
-                 cache_dir: str | None = None, num_workers: int = 0, **loader: Any) -> None:
+                 cache_dir: str | None = None, views: MultiCrop | None = None, num_workers: int = 0,
+                 **loader: Any) -> None:
         super().__init__(num_workers=num_workers, **loader)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["views"])
+        self.views = views
         self.crop_scale = _check_crop(image_size, crop_scale)
         for name, value in (("num_train", num_train), ("num_val", num_val)):
             if not isinstance(value, int) or value < 1:
@@ -157,7 +165,8 @@ class ObjectScenesDataModule(GeneratedOnce, JEPADataModule):
             ops.append(v2.RandomHorizontalFlip())
         norm = (self.mean, self.std)
         fields = ("image", "segmentation", "label")
-        self.train_dataset = ObjectScenesDataset(*(train[f] for f in fields), *norm, crop=v2.Compose(ops))
+        self.train_dataset = ObjectScenesDataset(*(train[f] for f in fields), *norm, crop=v2.Compose(ops),
+                                                 views=self.views)
         first = slice(0, self.num_train_eval)  # the probes' training scenes (all by default)
         self.train_eval_dataset = ObjectScenesDataset(*(train[f][first] for f in fields), *norm)
         self.val_dataset = self.test_dataset = ObjectScenesDataset(*(val[f] for f in fields), *norm)

@@ -24,10 +24,15 @@ class PatchEmbed2D(nn.Module):
         self.grid_size = tuple(s // self.patch_size for s in self.img_size)
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or tuple(x.shape[1:]) != (self.in_chans, *self.img_size):
-            raise ValueError(f"expected images [B, {self.in_chans}, {self.img_size[0]}, {self.img_size[1]}], "
-                             f"got {list(x.shape)}")
+    def forward(self, x: torch.Tensor, any_size: bool = False) -> torch.Tensor:
+        """`any_size`: accept images of any size divisible by the patch size (multi-crop views), not only
+        `img_size`."""
+        size_ok = (all(s % self.patch_size == 0 for s in x.shape[2:]) if any_size
+                   else tuple(x.shape[2:]) == self.img_size)
+        if x.dim() != 4 or x.size(1) != self.in_chans or not size_ok:
+            expected = (f"sides divisible by {self.patch_size}" if any_size
+                        else f"{self.img_size[0]}, {self.img_size[1]}")
+            raise ValueError(f"expected images [B, {self.in_chans}, {expected}], got {list(x.shape)}")
         return self.proj(x).flatten(2).transpose(1, 2)
 
 

@@ -6,6 +6,7 @@ import math
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from jepa_lightning.nn.embed import PatchEmbed2D, TubeletEmbed3D
@@ -73,6 +74,8 @@ class VisionTransformer(nn.Module):
             load_into(self, pretrained)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        if x.dim() == 4 and tuple(x.shape[2:]) != self.patch_embed.img_size:
+            return self._forward_other_size(x, keep)
         tokens = self.patch_embed(x) + self.pos_embed
         if keep is not None:
             tokens = gather_tokens(tokens, keep)
@@ -80,3 +83,18 @@ class VisionTransformer(nn.Module):
             return self.transformer(tokens)
         index = keep if keep is not None else torch.arange(tokens.size(1), device=tokens.device)[None]
         return self.transformer(tokens, grid_positions(index, self.grid_size))
+
+    def _forward_other_size(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        """Images of another size than `img_size` (multi-crop views, LeJEPA's local crops): the position table
+        resized bicubically to their patch grid (as DINO and timm's dynamic image size do), so a view covers the
+        same range of positions whatever its resolution."""
+        if self.rope or not isinstance(self.patch_embed, PatchEmbed2D):
+            raise ValueError(f"images of {list(x.shape[2:])} px: only a 2-D ViT with a position table takes images "
+                             f"of another size than its img_size {list(self.patch_embed.img_size)}")
+        tokens = self.patch_embed(x, any_size=True)
+        grid = tuple(s // self.patch_embed.patch_size for s in x.shape[2:])
+        table = self.pos_embed.reshape(1, *self.grid_size, -1).permute(0, 3, 1, 2)
+        table = F.interpolate(table, size=grid, mode="bicubic", align_corners=False).flatten(2).transpose(1, 2)
+        tokens = tokens + table
+        return self.transformer(tokens if keep is None else gather_tokens(tokens, keep))
+
