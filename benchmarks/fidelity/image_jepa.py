@@ -72,7 +72,8 @@ from common import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-RECIPES = {"ijepa": ROOT / "recipes" / "ijepa" / "scenes_tiny.yaml", "dmt_jepa": ROOT / "recipes" / "dmt_jepa" / "tiny.yaml"}
+RECIPES = {"ijepa": ROOT / "recipes" / "ijepa" / "scenes_tiny.yaml", "dmt_jepa": ROOT / "recipes" / "dmt_jepa" / "tiny.yaml",
+           "lejepa": ROOT / "recipes" / "lejepa" / "scenes_tiny.yaml"}  # lejepa: single runs (--one) until benchmarked
 CACHE = ROOT / "runs" / "bench_image_jepa"
 PROBES = {"image_linear": "accuracy %", "image_knn": "accuracy %", "image_linear_tokens": "accuracy %",
           "patch_linear": "mIoU", "patch_knn": "mIoU"}
@@ -250,7 +251,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=6000)
-    ap.add_argument("--methods", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    ap.add_argument("--methods", nargs="+", default=["ijepa", "dmt_jepa"], choices=list(RECIPES))
     ap.add_argument("--max-patches", type=int, default=20000, help="training patches of the patch probes")
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny data and model, 20 steps, 2 seeds")
