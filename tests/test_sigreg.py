@@ -165,3 +165,24 @@ def test_guard_errors_are_named():
     model = tiny_ijepa(sigreg_weight=1.0)
     with pytest.raises(ValueError, match="IJEPA declares no embeddings for SIGReg"):
         model.sigreg_term(None)
+
+
+def test_imitation_and_lidar_methods_declare_embeddings_too():
+    """ACT-JEPA (the policy encoder's mean token) and AD-L-JEPA (the BEV encoder's output averaged over the grid)
+    give the guard embeddings with gradients, one row per sample."""
+    from test_act_jepa import random_batch
+    from test_act_jepa import tiny_model as tiny_act
+    from test_adl_jepa import sparse_bev
+    from test_adl_jepa import tiny_model as tiny_adl
+
+    act = tiny_act()
+    act._trainer = None
+    out = act.objective(random_batch())
+    assert out.embeddings.shape == (5, 32) and out.embeddings.requires_grad
+    adl = tiny_adl()
+    adl.log = lambda *a, **k: None
+    batch = {"bev": sparse_bev()}
+    batch["masks"] = adl.sample_masks(batch, gen(0))
+    out = adl.objective(batch)
+    assert out.embeddings.shape == (4, 16) and out.embeddings.requires_grad
+    assert torch.isfinite(SIGReg(num_slices=16)(out.embeddings, gen(1)))

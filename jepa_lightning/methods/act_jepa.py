@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jepa_lightning.methods.base import JEPAModule
+from jepa_lightning.methods.base import JEPAModule, StepOutput
 from jepa_lightning.nn.pos_embed import sincos_1d, sincos_pos_embed
 from jepa_lightning.nn.transformer import TransformerStack, init_vit_weights
 
@@ -335,12 +335,13 @@ class ACTJEPA(JEPAModule):
     def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """``action`` (L1 over valid steps), ``latent`` (JEPA, when on), ``loss`` (weighted sum), ``targets``
         (the JEPA targets, or the actions for plain ACT: the collapse signal's input), ``features`` (the
-        context's mean token, [B, E])."""
+        context's mean token, [B, E]), ``embeddings`` (the same with gradients: what `sigreg_weight` regularises)."""
         self._check_chunk(batch)
         obs, pixels = self._inputs(batch)
         valid = batch["valid"]
         z = self.encoder(obs, pixels)
-        out = {"features": z.mean(1).detach(), "targets": batch["actions"]}
+        out = {"embeddings": z.mean(1), "targets": batch["actions"]}
+        out["features"] = out["embeddings"].detach()
         out["action"] = masked_l1(self.decoder(z), batch["actions"], valid)
         out["loss"] = out["action"]
         if self.jepa_weight > 0:
@@ -349,14 +350,14 @@ class ACTJEPA(JEPAModule):
             out["loss"] = out["action"] + self.jepa_weight * out["latent"]
         return out
 
-    def objective(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def objective(self, batch: dict[str, Any]) -> StepOutput:
         out = self.losses(batch)
         bs = out["features"].size(0)
         if self._trainer is not None:
             self.log("train/action_loss", out["action"], batch_size=bs)
             if "latent" in out:
                 self.log("train/latent_loss", out["latent"], batch_size=bs)
-        return out["loss"], out["targets"], out["features"]
+        return StepOutput(out["loss"], out["targets"], out["features"], embeddings=out["embeddings"])
 
     def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
         """``val/action_l1`` (and ``val/latent_l1``) on held-out demonstrations; rollouts are a callback's job

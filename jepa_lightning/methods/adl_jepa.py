@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jepa_lightning.masks.bev import BEVCellMask, BEVMasks
-from jepa_lightning.methods.base import JEPAModule
+from jepa_lightning.methods.base import JEPAModule, StepOutput
 
 __all__ = ["ADLJEPA", "BEVTokens", "adl_jepa_loss", "context_input", "cosine_distance", "masked_mean",
            "occupancy", "upsample_mask", "variance_hinge"]
@@ -176,10 +176,12 @@ class ADLJEPA(JEPAModule):
 
     def forward_loss(self, bev: torch.Tensor, m: BEVMasks) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """The objective on ``bev`` with masks ``m``: (loss parts as in :func:`adl_jepa_loss`, tensors
-        ``context``, ``prediction``, ``target`` (normalised, ``[B, D, h, w]``) and ``features`` (raw teacher
-        output ``[B, D, h, w]``))."""
+        ``context``, ``prediction``, ``target`` (normalised, ``[B, D, h, w]``), ``features`` (raw teacher
+        output ``[B, D, h, w]``) and ``embeddings`` (the encoder's output averaged over the grid [B, D], with
+        gradients: what `sigreg_weight` regularises))."""
         s = self.downsample
         z = self.encoder(context_input(bev, m.masked_nonempty, s))
+        embeddings = z.mean((2, 3))
         if z.shape[2:] != m.occupied.shape[1:]:
             raise ValueError(f"ADLJEPA: encoder output grid {tuple(z.shape[2:])} does not match the mask grid "
                              f"{tuple(m.occupied.shape[1:])} (input {tuple(bev.shape[2:])} / downsample {s})")
@@ -194,9 +196,10 @@ class ADLJEPA(JEPAModule):
         target = F.normalize(torch.where(m.masked_empty[:, None], empty_tok, h), dim=1)
         parts = adl_jepa_loss(context, prediction, target, m, self.nonempty_weight, self.empty_weight,
                               self.alpha, self.beta, self.gamma, self.variance_over)
-        return parts, {"context": context, "prediction": prediction, "target": target, "features": h}
+        return parts, {"context": context, "prediction": prediction, "target": target, "features": h,
+                       "embeddings": embeddings}
 
-    def objective(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def objective(self, batch: dict[str, Any]) -> StepOutput:
         m: BEVMasks = batch["masks"]
         parts, out = self.forward_loss(batch[self.input_key], m)
         # targets for the collapse signal: normalised teacher embeddings at the masked non-empty cells [N, D]
@@ -205,7 +208,7 @@ class ADLJEPA(JEPAModule):
         self._parts["embedding_std"] = targets.float().std(0).mean() if targets.size(0) > 1 else targets.new_zeros(())
         self._batch_size = m.occupied.size(0)
         features = out["features"].mean((2, 3)) if self.target_input == "full" else None
-        return parts["loss"], targets, features
+        return StepOutput(parts["loss"], targets, features, embeddings=out["embeddings"])
 
     def log_train(self, loss: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None,
                   predictions: torch.Tensor | None = None) -> None:
