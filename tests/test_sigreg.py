@@ -186,3 +186,19 @@ def test_imitation_and_lidar_methods_declare_embeddings_too():
     out = adl.objective(batch)
     assert out.embeddings.shape == (4, 16) and out.embeddings.requires_grad
     assert torch.isfinite(SIGReg(num_slices=16)(out.embeddings, gen(1)))
+
+
+def test_step_flops_count_the_guard():
+    """`step_flops` counts the loss a step minimises: with the guard on, SIGReg's projections and characteristic
+    function come on top of the objective's FLOPs."""
+    from test_ijepa import tiny_ijepa
+
+    from jepa_lightning.eval.flops import step_flops
+
+    counts = []
+    for weight in (0.0, 1.0):
+        model = tiny_ijepa(sigreg_weight=weight, sigreg_slices=256)
+        x = torch.randn(8, 3, 16, 16, generator=gen(3))
+        batch = {"image": x, "masks": model.sample_masks({"image": x}, gen(4))}
+        counts.append(step_flops(model, batch))
+    assert counts[1] > counts[0] > 0

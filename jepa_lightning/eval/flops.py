@@ -52,7 +52,8 @@ def flop_counter() -> FlopCounterMode:
 
 
 def step_flops(module: torch.nn.Module, batch: Any) -> int:
-    """FLOPs of one forward+backward of `module.objective(batch)` on this process, counted by `flop_counter()`.
+    """FLOPs of one forward+backward of the training loss on this process, counted by `flop_counter()`: a
+    JEPAModule's `step_loss(batch)` (its objective plus the SIGReg guard when on), else `module.objective(batch)`.
 
     `batch` as `training_step` sees it (for a masked method: with `batch["masks"]`, e.g. from
     `module.sample_masks`). Gradients are taken with `torch.autograd.grad` with respect to the trainable
@@ -60,7 +61,7 @@ def step_flops(module: torch.nn.Module, batch: Any) -> int:
     """
     params = [p for p in module.parameters() if p.requires_grad]
     with flop_counter() as counter:
-        loss = module.objective(batch)[0]
+        loss = getattr(module, "step_loss", module.objective)(batch)[0]
         torch.autograd.grad(loss, params, allow_unused=True)
     return counter.get_total_flops()
 

@@ -156,14 +156,20 @@ class JEPAModule(LightningModule):
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int):
         if batch is None:  # (Lightning skips None batches, on every rank at once: `_agree_on_unreadable`)
             return None
-        step = StepOutput(*self.objective(batch))
-        if self.sigreg is not None:
-            step = step._replace(loss=step.loss + self.sigreg_weight * self.sigreg_term(step.embeddings))
+        step = self.step_loss(batch)
         if self._nonfinite_anywhere(step.loss, batch_idx):
             return self._skipped_step(f"non-finite loss at global step {self.global_step} (epoch "
                                       f"{self.current_epoch}, batch {batch_idx})")
         self.log_train(step.loss, step.targets, step.features, step.predictions)
         return {"loss": step.loss} if step.features is None else {"loss": step.loss, "features": step.features}
+
+    def step_loss(self, batch: dict[str, Any]) -> StepOutput:
+        """The method's objective plus, when on, the SIGReg guard: the loss a training step minimises (and whose
+        FLOPs `eval.flops.step_flops` counts)."""
+        step = StepOutput(*self.objective(batch))
+        if self.sigreg is not None:
+            step = step._replace(loss=step.loss + self.sigreg_weight * self.sigreg_term(step.embeddings))
+        return step
 
     def sigreg_term(self, embeddings: torch.Tensor | None) -> torch.Tensor:
         """SIGReg of this step's embeddings (logged as `train/sigreg`), with directions every rank draws alike: a
@@ -173,7 +179,8 @@ class JEPAModule(LightningModule):
                              "(StepOutput.embeddings); set model.init_args.sigreg_weight=0")
         g = step_generator(self.mask_seed + SIGREG_STREAM, 0, self._step_index, embeddings.device)
         value = self.sigreg(embeddings, g)
-        self.log("train/sigreg", value.detach(), batch_size=embeddings.size(-2))
+        if self._current_fx_name == "training_step":  # not when a callback counts the step's FLOPs
+            self.log("train/sigreg", value.detach(), batch_size=embeddings.size(-2))
         return value
 
     def _nonfinite_anywhere(self, loss: torch.Tensor, batch_idx: int) -> bool:
