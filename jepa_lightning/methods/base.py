@@ -108,6 +108,7 @@ class JEPAModule(LightningModule):
         self.sigreg_weight = float(sigreg_weight)
         self.sigreg = SIGReg(num_slices=sigreg_slices) if sigreg_weight > 0 else None
         self._step_index = 0  # the fit loop's index of the current batch (set with its masks)
+        self._compiled = False  # configure_model runs at every fit/validate: compile once
         self.lr, self.start_lr, self.final_lr, self.warmup = lr, start_lr, final_lr, warmup
         self.weight_decay, self.final_weight_decay, self.betas = weight_decay, final_weight_decay, tuple(betas)
         self.ema = tuple(ema) if ema is not None else None
@@ -179,9 +180,14 @@ class JEPAModule(LightningModule):
                              "(StepOutput.embeddings); set model.init_args.sigreg_weight=0")
         g = step_generator(self.mask_seed + SIGREG_STREAM, 0, self._step_index, embeddings.device)
         value = self.sigreg(embeddings, g)
-        if self._current_fx_name == "training_step":  # not when a callback counts the step's FLOPs
-            self.log("train/sigreg", value.detach(), batch_size=embeddings.size(-2))
+        self.log_step_term("train/sigreg", value, embeddings.size(-2))
         return value
+
+    def log_step_term(self, name: str, value: torch.Tensor, batch_size: int) -> None:
+        """Log a term of the training loss from inside `step_loss` / `objective`: only in `training_step`, not when a
+        callback runs the objective itself (`eval.flops.step_flops` counting its FLOPs)."""
+        if self._current_fx_name == "training_step":
+            self.log(name, value.detach(), batch_size=batch_size)
 
     def _nonfinite_anywhere(self, loss: torch.Tensor, batch_idx: int) -> bool:
         """Whether any rank's loss is not finite (one reduction, so that every rank decides alike); with
@@ -286,7 +292,7 @@ class JEPAModule(LightningModule):
         the teacher's included, stay fp32). Without a mesh (single device, DDP) nothing changes. Then, with
         `compile`, every network is compiled block by block (`nn.compile_blocks`)."""
         self._shard()
-        if self.compile_options is not None and not getattr(self, "_compiled", False):
+        if self.compile_options is not None and not self._compiled:
             for module in self.children():
                 if module is not self.rankme and any(True for _ in module.parameters()):
                     compile_blocks(module.module if isinstance(module, TargetNetwork) else module,

@@ -99,8 +99,7 @@ class LeJEPA(JEPAModule):
         centre = z[: batch["global"].size(1)].mean(0)                      # [B, P]
         prediction = (centre - z).float().square().mean()
         # SIGReg(z) x lamb is added by the shared training step (the guard: `sigreg_weight` = lamb)
-        if self._current_fx_name == "training_step":  # not when a callback counts the objective's FLOPs
-            self.log("train/prediction", prediction.detach(), batch_size=b)
+        self.log_step_term("train/prediction", prediction, b)
         return StepOutput((1.0 - self.lamb) * prediction, centre.detach(), e[0].detach(), z, z)
 
     @torch.no_grad()

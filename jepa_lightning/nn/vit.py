@@ -74,9 +74,10 @@ class VisionTransformer(nn.Module):
             load_into(self, pretrained)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        if x.dim() == 4 and tuple(x.shape[2:]) != self.patch_embed.img_size:
-            return self._forward_other_size(x, keep)
-        tokens = self.patch_embed(x) + self.pos_embed
+        if x.dim() == 4 and tuple(x.shape[2:]) != self.patch_embed.img_size:  # a view of another size
+            tokens = self.patch_embed(x, any_size=True) + self.resized_pos_embed(x.shape[2:])
+        else:
+            tokens = self.patch_embed(x) + self.pos_embed
         if keep is not None:
             tokens = gather_tokens(tokens, keep)
         if not self.rope:
@@ -84,17 +85,13 @@ class VisionTransformer(nn.Module):
         index = keep if keep is not None else torch.arange(tokens.size(1), device=tokens.device)[None]
         return self.transformer(tokens, grid_positions(index, self.grid_size))
 
-    def _forward_other_size(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-        """Images of another size than `img_size` (multi-crop views, LeJEPA's local crops): the position table
-        resized bicubically to their patch grid (as DINO and timm's dynamic image size do), so a view covers the
-        same range of positions whatever its resolution."""
+    def resized_pos_embed(self, size) -> torch.Tensor:
+        """The position table for images of `size` (H, W) other than `img_size` (multi-crop views, LeJEPA's local
+        crops): resized bicubically to their patch grid (as DINO and timm's dynamic image size do), so a view covers
+        the same range of positions whatever its resolution. [1, N', D]."""
         if self.rope or not isinstance(self.patch_embed, PatchEmbed2D):
-            raise ValueError(f"images of {list(x.shape[2:])} px: only a 2-D ViT with a position table takes images "
+            raise ValueError(f"images of {list(size)} px: only a 2-D ViT with a position table takes images "
                              f"of another size than its img_size {list(self.patch_embed.img_size)}")
-        tokens = self.patch_embed(x, any_size=True)
-        grid = tuple(s // self.patch_embed.patch_size for s in x.shape[2:])
+        grid = tuple(int(s) // self.patch_embed.patch_size for s in size)
         table = self.pos_embed.reshape(1, *self.grid_size, -1).permute(0, 3, 1, 2)
-        table = F.interpolate(table, size=grid, mode="bicubic", align_corners=False).flatten(2).transpose(1, 2)
-        tokens = tokens + table
-        return self.transformer(tokens if keep is None else gather_tokens(tokens, keep))
-
+        return F.interpolate(table, size=grid, mode="bicubic", align_corners=False).flatten(2).transpose(1, 2)
