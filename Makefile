@@ -43,6 +43,8 @@ bench: install  ## speed benchmarks (JSON on stdout)
 reproduce: install  ## paper-claim experiments at small scale (slow); results -> benchmarks/results, README, docs/results
 	$(PY) benchmarks/fidelity/image_jepa.py
 	$(PY) benchmarks/fidelity/ijepa_collapse.py
+	$(PY) benchmarks/fidelity/lejepa.py
+	$(PY) benchmarks/fidelity/sigreg_guard.py
 	$(PY) benchmarks/fidelity/vjepa.py
 	$(PY) benchmarks/fidelity/salt.py
 	$(PY) benchmarks/fidelity/t_jepa.py --reference-head

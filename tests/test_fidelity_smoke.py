@@ -34,6 +34,48 @@ def test_ijepa_collapse_smoke():
         assert {"teacher", "encoder", "random_init"} <= set(run)
 
 
+def test_lejepa_fidelity_smoke():
+    """LeJEPA against random init and I-JEPA at matched training FLOPs, one seed of 12 steps of a 1-block ViT, with
+    the lambda / lr sweep: the result in the schema (written to the cache), the matched I-JEPA steps from the
+    counted FLOPs, and the loss-vs-probe rank correlations over the probed checkpoints."""
+    out = run_script("benchmarks/fidelity/lejepa.py", "--quick", "--fresh", "--seeds", "0")
+    assert out["name"] == "lejepa_scenes_quick" and out["seeds"] == [0]
+    config = out["config"]
+    flops = config["step_flops"]
+    assert config["ijepa_steps"] == round(12 * flops["lejepa"] / flops["ijepa"])
+    for probe in out["probes"]:
+        assert set(probe["scores"]) == {"random_init", "pretrained", "ijepa_matched_flops"}
+        bound = 100 if probe["metric"].startswith("accuracy") else 1
+        assert all(0 <= v <= bound for arm in probe["scores"].values() for v in arm)
+    # 1 seed + 4 sweep runs, 2 checkpoints each, every point with its loss and probes
+    points = config["sweep_points"]
+    assert len(points) == 10 and {p["step"] for p in points} == {6, 12}
+    assert all(p["loss"] > 0 and 0 <= p["image_linear"] <= 100 for p in points)
+    rhos = [c for c in out["claims"] if "Spearman" in c["statement"]]
+    assert len(rhos) == 6 and all(-1 <= c["value"] <= 1 for c in rhos)
+
+
+def test_spearman_ranks():
+    bench = load_benchmark("benchmarks/fidelity/lejepa.py", "lejepa_bench")
+    assert bench.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert bench.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    # ties take their average rank: ranks (0, 1.5, 1.5, 3) against (0, 1, 2, 3)
+    assert abs(bench.spearman([1, 2, 2, 3], [1, 2, 3, 4]) - 0.9486833) < 1e-6
+
+
+def test_sigreg_guard_smoke():
+    """The guard benchmark's arms (I-JEPA at the paper's EMA, without SIGReg and with it at three weights), 3 steps,
+    seed 0: the result in the schema with the collapse claims and the probe comparisons of each weight."""
+    out = run_script("benchmarks/fidelity/sigreg_guard.py", "--quick")
+    assert out["name"] == "sigreg_guard" and out["seeds"] == [0]
+    assert {p["name"] for p in out["probes"]} == {"linear_acc", "knn_acc", "rankme"}
+    for probe in out["probes"]:
+        assert {"random_init", "pretrained", "unguarded"} <= set(probe["scores"])
+    assert len(out["claims"]) == 10 and all(isinstance(c["holds"], bool) for c in out["claims"])
+    assert set(out["monitors"]) == {"paper_ema_s0", "paper_ema_sigreg_s0", "paper_ema_sigreg_0.01_s0",
+                                    "paper_ema_sigreg_0.001_s0"}
+
+
 def test_salt_fidelity_smoke():
     """SALT on moving objects, one seed, three 1-block teachers and their students, next to vjepa.py's quick V-JEPA:
     the students' steps give SALT V-JEPA's training FLOPs, and the result is in the schema (written to the cache)."""

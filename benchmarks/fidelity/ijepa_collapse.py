@@ -39,7 +39,17 @@ VARIANTS = {
                "--model.init_args.lr=2.5e-4", "--model.init_args.start_lr=5e-5"],
     "long_warmup": ["--model.init_args.ema=[0.996,1.0]", "--model.init_args.ema_average_start=false",
                     "--model.init_args.warmup=0.4"],
+    # paper_ema with LeJEPA's SIGReg on the context encoder's pooled output (the guard of methods/base.py) at the
+    # paper's lambda, a fifth and a fiftieth of it: the arms of benchmarks/fidelity/sigreg_guard.py, not of this
+    # script's default set
+    "paper_ema_sigreg": ["--model.init_args.ema=[0.996,1.0]", "--model.init_args.ema_average_start=false",
+                         "--model.init_args.sigreg_weight=0.05"],
+    "paper_ema_sigreg_0.01": ["--model.init_args.ema=[0.996,1.0]", "--model.init_args.ema_average_start=false",
+                              "--model.init_args.sigreg_weight=0.01"],
+    "paper_ema_sigreg_0.001": ["--model.init_args.ema=[0.996,1.0]", "--model.init_args.ema_average_start=false",
+                               "--model.init_args.sigreg_weight=0.001"],
 }
+DEFAULT_VARIANTS = [v for v in VARIANTS if "sigreg" not in v]
 PROBES = {"linear_acc": "accuracy %", "knn_acc": "accuracy %", "rankme": "RankMe"}
 
 
@@ -62,7 +72,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=880)
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--fresh", action="store_true")
     ap.add_argument("--quick", action="store_true", help="smoke test: 3 steps, seed 0, two variants, not published")

@@ -1,0 +1,255 @@
+"""Does LeJEPA learn on the embedded object scenes, against random init and against I-JEPA at the same training
+FLOPs, and does its training loss rank runs like their probes do (the paper's model-selection claim)?
+
+    python benchmarks/fidelity/lejepa.py [--seeds 0 1 2] [--steps 1000] [--jobs 2]
+    python benchmarks/fidelity/lejepa.py --quick          # smoke test (~2 min)
+
+Arms, each trained from its recipe with `image_jepa.py`'s probes (frozen, centred features; the scene's main object
+class from mean-pooled tokens by logistic regression and cosine kNN, and from the whole token map):
+
+- pretrained: LeJEPA (`recipes/lejepa/scenes_tiny.yaml` at `CHEAP`: batch 32, 2 global views of 64 px and 4 local
+  of 32 px, `--steps` steps), its backbone at the end of training;
+- random_init: the same backbone at its initialisation (the seed's);
+- ijepa_matched_flops: I-JEPA (`recipes/ijepa/scenes_tiny.yaml`, its EMA teacher) trained for as many steps as
+  cost the same training FLOPs (`step_flops`, counted on real batches: both methods' forward and backward, the
+  SIGReg term included), same seed.
+
+Model selection: every LeJEPA run (the seeds, and at `SWEEP_SEED` the sweep of lambda and lr in `SWEEP`) keeps its
+backbone at `--checkpoints` points along training with its training loss there (the mean over the last `WINDOW`
+steps); each checkpoint is probed (image linear and kNN). The Spearman correlation between the loss and each probe
+over all (run, checkpoint) points is reported, and over the final checkpoints alone (the sweep's runs). The paper
+reports rho ~ -0.9 or stronger (a lower loss, a better probe) on ImageNet with its own scaled loss over lambda;
+ours is the plain training loss.
+Each run is cached as JSON under runs/bench_lejepa (reruns resume; --fresh recomputes) and runs in its own process.
+Writes benchmarks/results/lejepa_scenes.json (common.py schema) and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from common import (
+    build_recipe,
+    cached,
+    claim_entry,
+    gain_claim,
+    in_parallel,
+    probe_entry,
+    run_worker,
+    save_result,
+    summary,
+    train_recipe,
+)
+from image_jepa import PROBES, QUICK, evaluate
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = {"lejepa": ROOT / "recipes" / "lejepa" / "scenes_tiny.yaml", "ijepa": ROOT / "recipes" / "ijepa" / "scenes_tiny.yaml"}
+CACHE = ROOT / "runs" / "bench_lejepa"
+CHEAP = ["--data.init_args.batch_size=32", "--data.init_args.views.init_args.num_local=4"]
+SWEEP = {"lamb_0.02": ["--model.init_args.lamb=0.02"], "lamb_0.2": ["--model.init_args.lamb=0.2"],
+         "lr_3e-4": ["--model.init_args.lr=3e-4"], "lr_3e-3": ["--model.init_args.lr=3e-3"]}
+SWEEP_SEED = 0
+WINDOW = 50  # training steps the loss at a checkpoint is averaged over
+RANKED = ("image_linear", "image_knn", "patch_linear")  # the probes of every checkpoint the loss is ranked against
+QUICK_LEJEPA = ["--data.init_args.num_train=256", "--data.init_args.num_train_eval=256",
+                "--data.init_args.num_val=128", "--model.init_args.encoder.init_args.depth=1",
+                "--model.init_args.sigreg_slices=64"]
+
+
+def checkpoint_callback(at: set[int]):
+    """Keeps a copy of the evaluated network and the mean training loss of the last `WINDOW` steps at the
+    global steps `at` (and at the end)."""
+    import lightning as L
+
+    class Checkpoints(L.Callback):
+        def __init__(self) -> None:
+            self.losses: list[float] = []
+            self.kept: list[tuple[int, float, torch.nn.Module]] = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if isinstance(outputs, dict) and "loss" in outputs:
+                self.losses = [*self.losses[-(WINDOW - 1):], float(outputs["loss"])]
+            if trainer.global_step in at:
+                self.keep(trainer, pl_module)
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            if not self.kept or self.kept[-1][0] != trainer.global_step:
+                self.keep(trainer, pl_module)
+
+        def keep(self, trainer, pl_module) -> None:
+            net = copy.deepcopy(pl_module.network("teacher")).eval()
+            self.kept.append((trainer.global_step, statistics.mean(self.losses), net))
+
+    return Checkpoints()
+
+
+def overrides_of(method: str, arm: str, quick: bool) -> list[str]:
+    if method == "ijepa":
+        return QUICK if quick else []
+    return [*CHEAP, *SWEEP.get(arm, []), *(QUICK_LEJEPA if quick else [])]
+
+
+def run(method: str, arm: str, seed: int, steps: int, checkpoints: int, quick: bool, max_patches: int) -> dict:
+    """Train one run; probe its final network (and, for LeJEPA, its checkpoints and its random init)."""
+    start = time.perf_counter()
+    at = {round(steps * (i + 1) / checkpoints) for i in range(checkpoints)} if method == "lejepa" else set()
+    keep = checkpoint_callback(at)
+    with tempfile.TemporaryDirectory() as tmp:
+        cli, initial, seconds, curves = train_recipe(RECIPES[method], seed, steps, overrides_of(method, arm, quick),
+                                                     tmp, max(steps // 60, 1), callbacks=[keep])
+    dm, model = cli.datamodule, cli.model
+    result = {"method": method, "arm": arm, "seed": seed, "steps": cli.trainer.global_step,
+              "train_seconds": round(seconds, 1), "curves": curves,
+              "pretrained": evaluate(model.network("teacher"), dm, max_patches, seed)}
+    if method == "lejepa":
+        result["checkpoints"] = [{"step": s, "loss": round(loss, 5),
+                                  **evaluate(net, dm, max_patches, seed, tokens=False)}
+                                 for s, loss, net in keep.kept]
+        if arm == "base":
+            result["random_init"] = evaluate(initial, dm, max_patches, seed)
+    return result | {"seconds": round(time.perf_counter() - start, 1)}
+
+
+@torch.no_grad()
+def step_cost(method: str, quick: bool, draws: int = 4) -> float:
+    """Mean training FLOPs of one step of a run (`step_flops` on real batches of its data, masks drawn)."""
+    from jepa_lightning.eval.flops import step_flops
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        cli = build_recipe(RECIPES[method], 0, overrides_of(method, "base", quick), tmp)
+    model, dm = cli.model, cli.datamodule
+    dm.setup("fit")
+    counts = []
+    for draw, batch in zip(range(draws), dm.train_dataloader()):
+        batch = dm.on_before_batch_transfer(batch, 0)
+        masks = model.sample_masks(batch, torch.Generator().manual_seed(draw))
+        if masks is not None:
+            batch["masks"] = masks
+        with torch.enable_grad():
+            counts.append(step_flops(model, batch))
+    return sum(counts) / len(counts)
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties)."""
+    def ranks(v: list[float]) -> list[float]:
+        order = sorted(range(len(v)), key=v.__getitem__)
+        r = [0.0] * len(v)
+        i = 0
+        while i < len(v):
+            j = i
+            while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2
+            i = j + 1
+        return r
+    rx, ry = ranks(x), ranks(y)
+    mx, my = statistics.mean(rx), statistics.mean(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    var = (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
+    return cov / var if var else float("nan")
+
+
+def cache_path(method: str, arm: str, seed: int, steps: int, quick: bool) -> Path:
+    return CACHE / f"{method}_{arm}_s{seed}_{steps}{'_quick' if quick else ''}.json"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=1000, help="LeJEPA's optimizer steps")
+    ap.add_argument("--checkpoints", type=int, default=4, help="probed checkpoints along each LeJEPA run")
+    ap.add_argument("--max-patches", type=int, default=20000)
+    ap.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
+    ap.add_argument("--no-sweep", action="store_true", help="only the seeds' runs (no lambda / lr sweep)")
+    ap.add_argument("--quick", action="store_true", help="smoke test: tiny data and model, 12 steps, 2 seeds")
+    ap.add_argument("--fresh", action="store_true", help="recompute cached runs")
+    ap.add_argument("--one", nargs=4, metavar=("METHOD", "ARM", "SEED", "STEPS"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.quick:
+        args.steps, args.seeds, args.checkpoints = 12, args.seeds[:2], 2
+    if args.one:  # a worker process: one run, cached
+        method, arm, seed, steps = args.one[0], args.one[1], int(args.one[2]), int(args.one[3])
+        CACHE.mkdir(parents=True, exist_ok=True)
+        cached(cache_path(method, arm, seed, steps, args.quick), run, method, arm, seed, steps, args.checkpoints,
+               args.quick, args.max_patches, fresh=True)
+        return
+    t0 = time.perf_counter()
+    costs = {m: step_cost(m, args.quick) for m in RECIPES}
+    ijepa_steps = round(args.steps * costs["lejepa"] / costs["ijepa"])
+    jobs = [("lejepa", "base", s, args.steps) for s in args.seeds]
+    jobs += [("ijepa", "matched_flops", s, ijepa_steps) for s in args.seeds]
+    if not args.no_sweep:
+        jobs += [("lejepa", arm, SWEEP_SEED, args.steps) for arm in SWEEP]
+
+    def one(method: str, arm: str, seed: int, steps: int) -> dict:
+        worker = ["--one", method, arm, str(seed), str(steps), "--checkpoints", str(args.checkpoints),
+                  "--max-patches", str(args.max_patches), *(["--quick"] if args.quick else [])]
+        return run_worker(cache_path(method, arm, seed, steps, args.quick), __file__, worker,
+                          f"{method} {arm} seed {seed}", args.fresh)
+
+    runs = in_parallel(one, jobs, args.jobs)
+    seconds = max(time.perf_counter() - t0, sum(r["seconds"] for r in runs) / args.jobs)
+    write_results(runs, args, costs, ijepa_steps, seconds)
+
+
+def write_results(runs: list[dict], args: argparse.Namespace, costs: dict[str, float], ijepa_steps: int,
+                  seconds: float) -> Path:
+    seeds = args.seeds
+    base = {r["seed"]: r for r in runs if r["method"] == "lejepa" and r["arm"] == "base"}
+    ijepa = {r["seed"]: r for r in runs if r["method"] == "ijepa"}
+    sweep = [r for r in runs if r["method"] == "lejepa"]
+
+    def scores(by: dict, arm: str, probe: str) -> list[float]:
+        return [by[s][arm][probe] for s in seeds]
+
+    probes = [probe_entry(p, metric, {"random_init": scores(base, "random_init", p),
+                                      "pretrained": scores(base, "pretrained", p),
+                                      "ijepa_matched_flops": scores(ijepa, "pretrained", p)})
+              for p, metric in PROBES.items()]
+    claims = [gain_claim(f"LeJEPA's {p.replace('_', ' ')} probe beats random init", scores(base, "pretrained", p),
+                         scores(base, "random_init", p)) for p in PROBES]
+    for p in PROBES:
+        le, ij = scores(base, "pretrained", p), scores(ijepa, "pretrained", p)
+        diff = summary(le)["mean"] - summary(ij)["mean"]
+        claims.append(claim_entry(f"LeJEPA minus I-JEPA at matched training FLOPs, {p.replace('_', ' ')} "
+                                  "(informational)", diff, "not judged", None))
+    points = [c for r in sweep for c in r["checkpoints"]]
+    finals = [r["checkpoints"][-1] for r in sweep]
+    for p in RANKED:
+        rho = spearman([c["loss"] for c in points], [c[p] for c in points])
+        claims.append(claim_entry(f"the training loss ranks LeJEPA's checkpoints like the {p.replace('_', ' ')} "
+                                  f"probe (Spearman rho over {len(points)} runs x checkpoints)", rho,
+                                  "rho <= -0.5 (a lower loss, a better probe)", bool(rho <= -0.5)))
+        if len(finals) >= 4:
+            rho = spearman([c["loss"] for c in finals], [c[p] for c in finals])
+            claims.append(claim_entry(f"the final training loss ranks the sweep's {len(finals)} runs (lambda, lr) "
+                                      f"like the {p.replace('_', ' ')} probe (Spearman rho)", rho,
+                                      "rho <= -0.5", bool(rho <= -0.5)))
+    monitors = {f"lejepa_s{s}": base[s]["curves"] for s in seeds} | {f"ijepa_s{s}": ijepa[s]["curves"] for s in seeds}
+    config = {"steps": args.steps, "ijepa_steps": ijepa_steps, "step_flops": {k: round(v) for k, v in costs.items()},
+              "checkpoints": args.checkpoints, "window": WINDOW, "overrides": CHEAP, "sweep": SWEEP,
+              "sweep_seed": SWEEP_SEED, "quick": args.quick,
+              "recipes": {k: str(v.relative_to(ROOT)) for k, v in RECIPES.items()},
+              "sweep_points": [{"arm": r["arm"], "seed": r["seed"], **c} for r in sweep for c in r["checkpoints"]]}
+    setting = (f"ObjectScenes 64 px, ViT patch 8 (width 96, depth 4), LeJEPA {args.steps} steps (batch 32, 2x64 + "
+               f"4x32 px views) vs I-JEPA {ijepa_steps} steps (same training FLOPs)")
+    notes = (f"Training FLOPs per step: LeJEPA {costs['lejepa'] / 1e9:.3g} G, I-JEPA {costs['ijepa'] / 1e9:.3g} G. "
+             "The loss-vs-probe points are in config.sweep_points.")
+    path = save_result(f"lejepa_scenes{'_quick' if args.quick else ''}", "LeJEPA", "benchmarks/fidelity/lejepa.py",
+                       setting, config, seeds, seconds, probes, claims, monitors, notes=notes,
+                       directory=CACHE if args.quick else None)
+    print(path.read_text())
+    return path
+
+
+if __name__ == "__main__":
+    main()
