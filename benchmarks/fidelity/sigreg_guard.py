@@ -12,6 +12,18 @@ and are probed frozen on centred features next to the random init (linear, kNN, 
 encoder). Claims: the guarded targets do not collapse (final train/target_std above 0.1, the collapse monitor's
 line) while the unguarded ones do, and the guarded teachers' probes are not worse than the unguarded teacher's
 (difference >= -2 x combined std). Writes benchmarks/results/sigreg_guard.json (common.py schema).
+
+What it measured (3 seeds, 400 steps, 2 cores: 2-3 min a run, ~12 min for the 12 runs with 2 jobs): unguarded, the
+targets collapse (final train/target_std 0.077, loss 0.0008); with SIGReg at any of the three weights they stay
+spread (0.70-0.72). But the guarded teachers probe worse: kNN ~59 % against 76 % unguarded (and 64 % at random
+init), linear 81-84 % against 87 %. The three weights give nearly the same probes: the guarded runs' total loss
+ends at 0.29, 0.11 and 0.06 for weights 0.05, 0.01 and 0.001 (so SIGReg of the pooled output, at N = 64, is up to
+~6, ~10 and ~60), far above I-JEPA's own loss at these steps, so SIGReg's gradient leads at every weight tried and
+Adam's per-parameter normalisation takes out most of the weight's scale (a weight small enough to balance the two
+terms is below 0.001 and was not run). The teacher keeps 45 % of its random init
+at 400 steps (EMA 0.996 -> 1, no average start), so "collapsed" targets still probe near the init's level. What
+the guard regularises is the pooled output after the encoder's final LayerNorm; LeJEPA puts SIGReg on a
+projector's output instead, which this guard does not have.
 """
 
 from __future__ import annotations
