@@ -65,16 +65,16 @@ def test_spearman_ranks():
 
 
 def test_sigreg_guard_smoke():
-    """The guard benchmark's arms (I-JEPA at the paper's EMA, without SIGReg and with it at three weights), 3 steps,
+    """The guard benchmark's arms (I-JEPA at the paper's EMA, without SIGReg and with it at four weights), 3 steps,
     seed 0: the result in the schema with the collapse claims and the probe comparisons of each weight."""
     out = run_script("benchmarks/fidelity/sigreg_guard.py", "--quick")
     assert out["name"] == "sigreg_guard" and out["seeds"] == [0]
     assert {p["name"] for p in out["probes"]} == {"linear_acc", "knn_acc", "rankme"}
     for probe in out["probes"]:
         assert {"random_init", "pretrained", "unguarded"} <= set(probe["scores"])
-    assert len(out["claims"]) == 10 and all(isinstance(c["holds"], bool) for c in out["claims"])
+    assert len(out["claims"]) == 13 and all(isinstance(c["holds"], bool) for c in out["claims"])
     assert set(out["monitors"]) == {"paper_ema_s0", "paper_ema_sigreg_s0", "paper_ema_sigreg_0.01_s0",
-                                    "paper_ema_sigreg_0.001_s0"}
+                                    "paper_ema_sigreg_0.001_s0", "paper_ema_sigreg_0.0001_s0"}
 
 
 def test_salt_fidelity_smoke():

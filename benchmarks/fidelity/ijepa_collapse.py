@@ -40,7 +40,7 @@ VARIANTS = {
     "long_warmup": ["--model.init_args.ema=[0.996,1.0]", "--model.init_args.ema_average_start=false",
                     "--model.init_args.warmup=0.4"],
     # paper_ema with LeJEPA's SIGReg on the context encoder's pooled output (the guard of methods/base.py) at the
-    # paper's lambda, a fifth and a fiftieth of it: the arms of benchmarks/fidelity/sigreg_guard.py, not of this
+    # paper's lambda and three smaller weights: the arms of benchmarks/fidelity/sigreg_guard.py, not of this
     # script's default set
     "paper_ema_sigreg": ["--model.init_args.ema=[0.996,1.0]", "--model.init_args.ema_average_start=false",
                          "--model.init_args.sigreg_weight=0.05"],
@@ -48,6 +48,8 @@ VARIANTS = {
                               "--model.init_args.sigreg_weight=0.01"],
     "paper_ema_sigreg_0.001": ["--model.init_args.ema=[0.996,1.0]", "--model.init_args.ema_average_start=false",
                                "--model.init_args.sigreg_weight=0.001"],
+    "paper_ema_sigreg_0.0001": ["--model.init_args.ema=[0.996,1.0]", "--model.init_args.ema_average_start=false",
+                                "--model.init_args.sigreg_weight=0.0001"],
 }
 DEFAULT_VARIANTS = [v for v in VARIANTS if "sigreg" not in v]
 PROBES = {"linear_acc": "accuracy %", "knn_acc": "accuracy %", "rankme": "RankMe"}

@@ -6,21 +6,21 @@
 The collapsing setting is `benchmarks/fidelity/ijepa_collapse.py`'s paper_ema arm: I-JEPA on the tiny digits recipe
 at the official lr 1e-3 (batch 64) and the paper's EMA 0.996 -> 1, whose targets collapse (train/target_std
 0.36 -> 0.08 by step 250, 0.03 at the end of 880 steps). The guarded arms are the same run with
-`--model.init_args.sigreg_weight` at the paper's lambda 0.05, at 0.01 and at 0.001 (SIGReg on the context encoder's pooled
+`--model.init_args.sigreg_weight` at the paper's lambda 0.05 and at 0.01, 0.001 and 0.0001 (SIGReg on the context encoder's pooled
 output, added to the loss by methods/base.py). All arms run through ijepa_collapse.py's worker (same cache, runs/bench_ijepa_collapse)
 and are probed frozen on centred features next to the random init (linear, kNN, RankMe; teacher and context
 encoder). Claims: the guarded targets do not collapse (final train/target_std above 0.1, the collapse monitor's
 line) while the unguarded ones do, and the guarded teachers' probes are not worse than the unguarded teacher's
 (difference >= -2 x combined std). Writes benchmarks/results/sigreg_guard.json (common.py schema).
 
-What it measured (3 seeds, 400 steps, 2 cores: 2-3 min a run, ~12 min for the 12 runs with 2 jobs): unguarded, the
-targets collapse (final train/target_std 0.077, loss 0.0008); with SIGReg at any of the three weights they stay
-spread (0.70-0.72). But the guarded teachers probe worse: kNN ~59 % against 76 % unguarded (and 64 % at random
-init), linear 81-84 % against 87 %. The three weights give nearly the same probes: the guarded runs' total loss
-ends at 0.29, 0.11 and 0.06 for weights 0.05, 0.01 and 0.001 (so SIGReg of the pooled output, at N = 64, is up to
-~6, ~10 and ~60), far above I-JEPA's own loss at these steps, so SIGReg's gradient leads at every weight tried and
-Adam's per-parameter normalisation takes out most of the weight's scale (a weight small enough to balance the two
-terms is below 0.001 and was not run). The teacher keeps 45 % of its random init
+What it measured (3 seeds, 400 steps, 2 cores: 2-3 min a run, ~20 min for the 15 runs with 2 jobs): unguarded, the
+targets collapse (final train/target_std 0.077, loss 0.0008); with SIGReg at any of the four weights they stay
+spread (0.70-0.79). But the guarded teachers probe worse: kNN 58-59 % against 76 % unguarded (and 64 % at random
+init), linear 81-83 % against 87 %. The weights give nearly the same probes: the guarded runs' total loss ends at
+0.29, 0.11, 0.06 and 0.05 for weights 0.05, 0.01, 0.001 and 0.0001 (so SIGReg of the pooled output, at N = 64, is up
+to ~6, ~10, ~60 and ~500: the smaller the weight, the further from Gaussian), far above I-JEPA's own loss at these
+steps, so SIGReg's gradient leads at every weight tried and Adam's per-parameter normalisation takes out most of
+the weight's scale. The teacher keeps 45 % of its random init
 at 400 steps (EMA 0.996 -> 1, no average start), so "collapsed" targets still probe near the init's level. What
 the guard regularises is the pooled output after the encoder's final LayerNorm; LeJEPA puts SIGReg on a
 projector's output instead, which this guard does not have.
@@ -38,7 +38,7 @@ from ijepa_collapse import CACHE, PROBES, VARIANTS
 ROOT = Path(__file__).resolve().parents[2]
 BASE_ARM = "paper_ema"
 GUARD_ARMS = {"paper_ema_sigreg": "0.05", "paper_ema_sigreg_0.01": "0.01",
-              "paper_ema_sigreg_0.001": "0.001"}  # arm: its sigreg_weight
+              "paper_ema_sigreg_0.001": "0.001", "paper_ema_sigreg_0.0001": "0.0001"}  # arm: its sigreg_weight
 GUARD_ARM = "paper_ema_sigreg"  # the paper's lambda: the "pretrained" arm of the result
 FLOOR = 0.1  # a final train/target_std below it is collapse (as in ijepa_collapse.py)
 
