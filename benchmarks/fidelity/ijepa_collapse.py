@@ -39,19 +39,14 @@ VARIANTS = {
                "--model.init_args.lr=2.5e-4", "--model.init_args.start_lr=5e-5"],
     "long_warmup": ["--model.init_args.ema=[0.996,1.0]", "--model.init_args.ema_average_start=false",
                     "--model.init_args.warmup=0.4"],
-    # paper_ema with LeJEPA's SIGReg on the context encoder's pooled output (the guard of methods/base.py) at the
-    # paper's lambda and three smaller weights: the arms of benchmarks/fidelity/sigreg_guard.py, not of this
-    # script's default set
-    "paper_ema_sigreg": ["--model.init_args.ema=[0.996,1.0]", "--model.init_args.ema_average_start=false",
-                         "--model.init_args.sigreg_weight=0.05"],
-    "paper_ema_sigreg_0.01": ["--model.init_args.ema=[0.996,1.0]", "--model.init_args.ema_average_start=false",
-                              "--model.init_args.sigreg_weight=0.01"],
-    "paper_ema_sigreg_0.001": ["--model.init_args.ema=[0.996,1.0]", "--model.init_args.ema_average_start=false",
-                               "--model.init_args.sigreg_weight=0.001"],
-    "paper_ema_sigreg_0.0001": ["--model.init_args.ema=[0.996,1.0]", "--model.init_args.ema_average_start=false",
-                                "--model.init_args.sigreg_weight=0.0001"],
 }
-DEFAULT_VARIANTS = [v for v in VARIANTS if "sigreg" not in v]
+# paper_ema with LeJEPA's SIGReg on the context encoder's pooled output (the guard of methods/base.py) at the paper's
+# lambda and three smaller weights: the arms of benchmarks/fidelity/sigreg_guard.py, not of this script's default set
+SIGREG_ARMS = {"paper_ema_sigreg": 0.05, "paper_ema_sigreg_0.01": 0.01, "paper_ema_sigreg_0.001": 0.001,
+               "paper_ema_sigreg_0.0001": 0.0001}  # arm: its sigreg_weight
+VARIANTS |= {arm: [*VARIANTS["paper_ema"], f"--model.init_args.sigreg_weight={weight:g}"]
+             for arm, weight in SIGREG_ARMS.items()}
+DEFAULT_VARIANTS = [v for v in VARIANTS if v not in SIGREG_ARMS]
 PROBES = {"linear_acc": "accuracy %", "knn_acc": "accuracy %", "rankme": "RankMe"}
 
 

@@ -252,7 +252,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=6000)
-    ap.add_argument("--methods", nargs="+", default=["ijepa", "dmt_jepa"], choices=list(RECIPES))
+    ap.add_argument("--methods", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     ap.add_argument("--max-patches", type=int, default=20000, help="training patches of the patch probes")
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny data and model, 20 steps, 2 seeds")

@@ -122,16 +122,17 @@ def run(method: str, arm: str, seed: int, steps: int, checkpoints: int, quick: b
     result = {"method": method, "arm": arm, "seed": seed, "steps": cli.trainer.global_step,
               "train_seconds": round(seconds, 1), "curves": curves,
               "pretrained": evaluate(model.network("teacher"), dm, max_patches, seed)}
-    if method == "lejepa":
-        result["checkpoints"] = [{"step": s, "loss": round(loss, 5),
-                                  **evaluate(net, dm, max_patches, seed, tokens=False)}
-                                 for s, loss, net in keep.kept]
+    if method == "lejepa":  # the last checkpoint is the final network: its probes are the pretrained arm's
+        result["checkpoints"] = [
+            {"step": s, "loss": round(loss, 5),
+             **({k: v for k, v in result["pretrained"].items() if k != "image_linear_tokens"}
+                if s == result["steps"] else evaluate(net, dm, max_patches, seed, tokens=False))}
+            for s, loss, net in keep.kept]
         if arm == "base":
             result["random_init"] = evaluate(initial, dm, max_patches, seed)
     return result | {"seconds": round(time.perf_counter() - start, 1)}
 
 
-@torch.no_grad()
 def step_cost(method: str, quick: bool, draws: int = 4) -> float:
     """Mean training FLOPs of one step of a run (`step_flops` on real batches of its data, masks drawn)."""
     from jepa_lightning.eval.flops import step_flops
@@ -147,8 +148,7 @@ def step_cost(method: str, quick: bool, draws: int = 4) -> float:
         masks = model.sample_masks(batch, torch.Generator().manual_seed(draw))
         if masks is not None:
             batch["masks"] = masks
-        with torch.enable_grad():
-            counts.append(step_flops(model, batch))
+        counts.append(step_flops(model, batch))
     return sum(counts) / len(counts)
 
 

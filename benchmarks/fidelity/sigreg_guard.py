@@ -33,12 +33,11 @@ import time
 from pathlib import Path
 
 from common import claim_entry, in_parallel, probe_entry, run_worker, save_result, summary
-from ijepa_collapse import CACHE, PROBES, VARIANTS
+from ijepa_collapse import CACHE, PROBES, SIGREG_ARMS, VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_ARM = "paper_ema"
-GUARD_ARMS = {"paper_ema_sigreg": "0.05", "paper_ema_sigreg_0.01": "0.01",
-              "paper_ema_sigreg_0.001": "0.001", "paper_ema_sigreg_0.0001": "0.0001"}  # arm: its sigreg_weight
+GUARD_ARMS = {arm: f"{weight:g}" for arm, weight in SIGREG_ARMS.items()}  # arm: its sigreg_weight, as named
 GUARD_ARM = "paper_ema_sigreg"  # the paper's lambda: the "pretrained" arm of the result
 FLOOR = 0.1  # a final train/target_std below it is collapse (as in ijepa_collapse.py)
 
