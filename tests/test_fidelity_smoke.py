@@ -65,16 +65,19 @@ def test_spearman_ranks():
 
 
 def test_sigreg_guard_smoke():
-    """The guard benchmark's arms (I-JEPA at the paper's EMA, without SIGReg and with it at four weights), 3 steps,
-    seed 0: the result in the schema with the collapse claims and the probe comparisons of each weight."""
+    """The guard benchmark's arms (I-JEPA at the paper's EMA and without an EMA teacher, unguarded and with SIGReg
+    on the pooled output or through a projector), 3 steps, seed 0: the result in the schema with the collapse claims
+    and the probe comparisons of each guard."""
     out = run_script("benchmarks/fidelity/sigreg_guard.py", "--quick")
     assert out["name"] == "sigreg_guard" and out["seeds"] == [0]
     assert {p["name"] for p in out["probes"]} == {"linear_acc", "knn_acc", "rankme"}
     for probe in out["probes"]:
-        assert {"random_init", "pretrained", "unguarded"} <= set(probe["scores"])
-    assert len(out["claims"]) == 13 and all(isinstance(c["holds"], bool) for c in out["claims"])
-    assert set(out["monitors"]) == {"paper_ema_s0", "paper_ema_sigreg_s0", "paper_ema_sigreg_0.01_s0",
-                                    "paper_ema_sigreg_0.001_s0", "paper_ema_sigreg_0.0001_s0"}
+        assert {"random_init", "pretrained", "unguarded", "unguarded_no_ema", "sigreg_no_ema_proj_0.05"} <= set(
+            probe["scores"])
+    assert len(out["claims"]) == 2 + 5 * 3 and all(isinstance(c["holds"], bool) for c in out["claims"])
+    assert set(out["monitors"]) == {f"{arm}_s0" for arm in (
+        "paper_ema", "no_ema", "paper_ema_sigreg", "paper_ema_sigreg_0.01", "paper_ema_sigreg_proj",
+        "paper_ema_sigreg_proj_0.01", "no_ema_sigreg_proj")}
 
 
 def test_salt_fidelity_smoke():

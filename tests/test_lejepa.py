@@ -8,8 +8,8 @@ from lightning.pytorch import Callback, Trainer
 from PIL import Image
 
 from datamodules import ImageFolderDataModule, MultiCrop, ObjectScenesDataModule
-from jepa_lightning.methods import LeJEPA, Projector
-from jepa_lightning.nn import SmallResNet, VisionTransformer
+from jepa_lightning.methods import LeJEPA
+from jepa_lightning.nn import Projector, SmallResNet, VisionTransformer
 
 
 def vit(**kw):
@@ -87,6 +87,8 @@ def test_errors_are_named():
         lejepa(lamb=0.0)
     with pytest.raises(ValueError, match="LeJEPA sets ema itself"):
         lejepa(ema=(0.99, 1.0))
+    with pytest.raises(ValueError, match="LeJEPA sets sigreg_projector itself"):
+        lejepa(sigreg_projector=Projector(32, hidden=8, out_dim=4))
     with pytest.raises(KeyError, match="no 'global' key"):
         lejepa().objective({"image": torch.randn(2, 3, 32, 32)})
 

@@ -157,6 +157,78 @@ def test_guard_trains_a_method_and_logs_the_term(tmp_path):
     assert logged["train/loss"] > logged["train/sigreg"] > 0  # the loss includes the term
 
 
+def test_guard_through_a_projector_regularises_its_output_and_trains_it(tmp_path):
+    """With `sigreg_projector`, SIGReg is of the projector's output (same directions as without it for the same
+    step), the projector is trained with the method (in the optimizer, weights moved by a short fit) and is kept
+    out of the hyperparameters (a module), and checkpoints carry it."""
+    from lightning.pytorch import Trainer
+    from test_ijepa import tiny_ijepa
+
+    from datamodules import DigitsDataModule
+    from jepa_lightning.masks import step_generator
+    from jepa_lightning.methods.base import SIGREG_STREAM
+    from jepa_lightning.nn import Projector
+
+    model = tiny_ijepa(sigreg_weight=1.0, sigreg_slices=64, sigreg_projector=Projector(32, hidden=16, out_dim=8))
+    model.log = lambda *a, **k: None
+    model._step_index = 3
+    z = torch.randn(16, 32, generator=gen(4))
+    g = step_generator(model.mask_seed + SIGREG_STREAM, 0, 3, z.device)
+    expected = model.sigreg(model.sigreg_projector(z), directions=random_directions(8, 64, g))
+    assert torch.allclose(model.sigreg_term(z), expected) and "sigreg_projector" not in model.hparams
+    before = [p.detach().clone() for p in model.sigreg_projector.parameters()]
+    trainer = Trainer(max_steps=3, accelerator="cpu", logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=DigitsDataModule(image_size=16, batch_size=16))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.sigreg_projector.parameters()))
+    ckpt = torch.load(next(tmp_path.rglob("*.ckpt")), weights_only=True)
+    assert any(k.startswith("sigreg_projector.") for k in ckpt["state_dict"])
+
+
+def _no_ema_cases():
+    """(name, factory(**kw), batch for `objective`) of the methods whose targets come from their encoder."""
+    from test_ijepa import tiny_ijepa
+    from test_seq_jepa import tiny_model as tiny_seq
+    from test_t_jepa import tiny_tjepa
+    from test_video_methods import clips, encoder, predictor
+
+    from jepa_lightning.masks import step_generator
+    from jepa_lightning.methods import VJEPA
+
+    def masked(model, batch):
+        batch["masks"] = model.sample_masks(batch, step_generator(0, 0, 0))
+        return batch
+
+    return [("ijepa", tiny_ijepa, lambda m: masked(m, {"image": torch.randn(4, 3, 16, 16, generator=gen(1))})),
+            ("tjepa", tiny_tjepa, lambda m: masked(m, {"num": torch.rand(8, 5, generator=gen(1)),
+                                                       "cat": torch.randint(0, 3, (8, 2), generator=gen(2))})),
+            ("seq_jepa", lambda **kw: tiny_seq(target_norm="batch", **kw),
+             lambda m: {"views": torch.randn(6, 4, 3, 12, 12, generator=gen(1)),
+                        "rel_actions": torch.randn(6, 3, 6, generator=gen(2))}),
+            ("vjepa", lambda **kw: VJEPA(encoder(), predictor(), **kw), lambda m: masked(m, {"video": clips()}))]
+
+
+@pytest.mark.parametrize("case", range(4), ids=["ijepa", "tjepa", "seq_jepa", "vjepa"])
+def test_without_an_ema_teacher_the_encoder_gives_its_own_targets_under_stop_gradient(case):
+    """ema=None: no teacher; the targets are the context encoder's own outputs, without gradient: equal to those of
+    the same method whose EMA teacher is (still) a copy of the encoder, and the loss backpropagates through the
+    prediction path only. The guard then holds such a run (benchmarks/fidelity/sigreg_guard.py's no_ema arms)."""
+    _, factory, make_batch = _no_ema_cases()[case]
+    torch.manual_seed(0)
+    plain = factory(ema=None)
+    with_teacher = factory()
+    with_teacher.load_state_dict({**plain.state_dict(), **{f"teacher.module.{k}": v for k, v in
+                                                          plain.encoder.state_dict().items()}}, strict=False)
+    assert plain.teacher is None and plain.target_network is plain.encoder
+    batch = make_batch(plain)
+    out = plain.objective(batch)
+    expected = with_teacher.objective(batch)
+    assert not out.targets.requires_grad and torch.allclose(out.targets, expected.targets, atol=1e-6)
+    assert torch.allclose(out.loss, expected.loss, atol=1e-6)
+    out.loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in plain.encoder.parameters())
+
+
 def test_guard_errors_are_named():
     from test_ijepa import tiny_ijepa
 
@@ -165,6 +237,15 @@ def test_guard_errors_are_named():
     model = tiny_ijepa(sigreg_weight=1.0)
     with pytest.raises(ValueError, match="IJEPA declares no embeddings for SIGReg"):
         model.sigreg_term(None)
+    from jepa_lightning.nn import Projector
+
+    with pytest.raises(ValueError, match="sigreg_projector is given but sigreg_weight is 0"):
+        tiny_ijepa(sigreg_projector=Projector(32, hidden=16, out_dim=8))
+    model = tiny_ijepa(sigreg_weight=1.0, sigreg_projector=Projector(64, hidden=16, out_dim=8))
+    with pytest.raises(ValueError, match=r"in_dim=64, got \[16, 32\].*\(32\)"):
+        model.sigreg_term(torch.randn(16, 32))
+    with pytest.raises(ValueError, match="Projector hidden must be an integer >= 1, got 0"):
+        Projector(32, hidden=0)
 
 
 def test_imitation_and_lidar_methods_declare_embeddings_too():

@@ -52,7 +52,8 @@ def run_worker(path: Path, script: str, worker_args: list[str], label: str, refr
         if proc.returncode:
             raise RuntimeError(f"{label} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(path.read_text())
-    print(f"{label}: {result.get('seconds', float('nan')):.0f} s", file=sys.stderr, flush=True)
+    seconds = result.get("seconds", result.get("train_seconds", float("nan")))  # (a worker may time training only)
+    print(f"{label}: {seconds:.0f} s", file=sys.stderr, flush=True)
     return result
 
 

@@ -40,13 +40,21 @@ VARIANTS = {
     "long_warmup": ["--model.init_args.ema=[0.996,1.0]", "--model.init_args.ema_average_start=false",
                     "--model.init_args.warmup=0.4"],
 }
-# paper_ema with LeJEPA's SIGReg on the context encoder's pooled output (the guard of methods/base.py) at the paper's
-# lambda and three smaller weights: the arms of benchmarks/fidelity/sigreg_guard.py, not of this script's default set
-SIGREG_ARMS = {"paper_ema_sigreg": 0.05, "paper_ema_sigreg_0.01": 0.01, "paper_ema_sigreg_0.001": 0.001,
-               "paper_ema_sigreg_0.0001": 0.0001}  # arm: its sigreg_weight
-VARIANTS |= {arm: [*VARIANTS["paper_ema"], f"--model.init_args.sigreg_weight={weight:g}"]
-             for arm, weight in SIGREG_ARMS.items()}
-DEFAULT_VARIANTS = [v for v in VARIANTS if v not in SIGREG_ARMS]
+# The arms of benchmarks/fidelity/sigreg_guard.py (not of this script's default set): paper_ema and I-JEPA without an
+# EMA teacher (no_ema: the encoder predicts its own outputs under stop-gradient), each with LeJEPA's SIGReg guard
+# (methods/base.py) at the paper's lambda 0.05 or at 0.01, on the context encoder's pooled output as it is or through
+# LeJEPA's projector (the tiny LeJEPA recipe's: 96 -> 512 -> 512 -> 64)
+SIGREG_PROJECTOR = "{class_path: jepa_lightning.nn.Projector, init_args: {in_dim: 96, hidden: 512, out_dim: 64}}"
+VARIANTS["no_ema"] = ["--model.init_args.ema=null"]
+SIGREG_ARMS = {"paper_ema_sigreg": ("paper_ema", 0.05, False), "paper_ema_sigreg_0.01": ("paper_ema", 0.01, False),
+               "paper_ema_sigreg_proj": ("paper_ema", 0.05, True),
+               "paper_ema_sigreg_proj_0.01": ("paper_ema", 0.01, True),
+               "no_ema_sigreg_proj": ("no_ema", 0.05, True)}  # arm: (unguarded arm, weight, projector)
+VARIANTS |= {arm: [*VARIANTS[base], f"--model.init_args.sigreg_weight={weight:g}",
+                   *([f"--model.init_args.sigreg_projector={SIGREG_PROJECTOR}"] if projector else [])]
+             for arm, (base, weight, projector) in SIGREG_ARMS.items()}
+GUARD_VARIANTS = ["no_ema", *SIGREG_ARMS]
+DEFAULT_VARIANTS = [v for v in VARIANTS if v not in GUARD_VARIANTS]
 PROBES = {"linear_acc": "accuracy %", "knn_acc": "accuracy %", "rankme": "RankMe"}
 
 

@@ -5,7 +5,7 @@ module only, not every other method and what they need (the RL and LiDAR stacks,
 
 from jepa_lightning.lazy import lazy_exports
 
-__all__ = ["JEPAModule", "IJEPA", "LeJEPA", "Projector", "VJEPA", "vjepa_masks", "SALT", "SALTTeacher", "DeepLinearSSL", "TJEPA", "SeqJEPA", "DMTJEPA",
+__all__ = ["JEPAModule", "IJEPA", "LeJEPA", "VJEPA", "vjepa_masks", "SALT", "SALTTeacher", "DeepLinearSSL", "TJEPA", "SeqJEPA", "DMTJEPA",
            "LocalAggregationHead", "ACTJEPA", "TDJEPA", "FB",
            "UIJEPA", "ui_jepa_masks", "IntentDecoder", "IntentPredictionWriter", "ADLJEPA",
            "BEVDetector", "OccupancyMAE", "OccupancyDecoder", "SupervisedClassifier"]
@@ -18,7 +18,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "dmt_jepa": ["DMTJEPA", "LocalAggregationHead"],
     "fb": ["FB"],
     "ijepa": ["IJEPA"],
-    "lejepa": ["LeJEPA", "Projector"],
+    "lejepa": ["LeJEPA"],
     "linear_theory": ["DeepLinearSSL"],
     "occupancy_mae": ["OccupancyDecoder", "OccupancyMAE"],
     "salt": ["SALT", "SALTTeacher"],

@@ -55,7 +55,8 @@ class JEPAModule(LightningModule):
         weight_decay, final_weight_decay: cosine schedule of AdamW's decay (matrices only).
         betas: AdamW betas.
         ema: EMA momentum of the teacher, from the first to the second value over training;
-            `None` for a method without an EMA teacher.
+            `None`: no EMA teacher (a method that predicts its own encoder's outputs then takes them under
+            stop-gradient, `target`: momentum 0, which collapses unless a guard such as `sigreg_weight` holds it).
         ema_schedule: the momentum's path between them: `linear` (I-JEPA, V-JEPA) or `cosine` (a half cosine,
             BYOL's; seq-JEPA's reference code).
         ema_average_start: the teacher starts as the running average of the students (momentum at most
@@ -72,6 +73,10 @@ class JEPAModule(LightningModule):
             without an EMA teacher; 0 (default): off. Its directions are drawn from a generator seeded by
             (mask_seed, step), alike on every rank; under DDP/FSDP2 the statistic is the global batch's.
         sigreg_slices: SIGReg's number of random directions.
+        sigreg_projector: a head (e.g. `nn.Projector`, LeJEPA's MLP; its `in_dim` the embeddings' width) between the
+            declared embeddings and SIGReg, trained with the method: SIGReg then shapes the projector's output, as
+            in LeJEPA, instead of the raw embeddings (whose mean and scale the method may fix otherwise, e.g. a
+            final LayerNorm). None (default): SIGReg on the embeddings as they are.
         compile: `torch.compile` every network (trainable and target) block by block (`nn.compile_blocks`,
             after FSDP2 sharding); true for torch's defaults, or a dict of `torch.compile` options (e.g.
             `{mode: max-autotune}`, `{backend: aot_eager}`).
@@ -86,7 +91,7 @@ class JEPAModule(LightningModule):
                  ema_schedule: Literal["linear", "cosine"] = "linear", ema_average_start: bool = True,
                  eval_encoder: str = "teacher", mask_seed: int = 0,
                  nonfinite: Literal["raise", "skip"] = "raise", sigreg_weight: float = 0.0, sigreg_slices: int = 1024,
-                 compile: bool | dict[str, Any] = False) -> None:
+                 sigreg_projector: nn.Module | None = None, compile: bool | dict[str, Any] = False) -> None:
         super().__init__()
         if not 0.0 <= warmup < 1.0:
             raise ValueError(f"warmup is a fraction of training in [0, 1), got {warmup}")
@@ -95,7 +100,7 @@ class JEPAModule(LightningModule):
         # hparams are for the record only (under the CLI: the model's full config, so `validate --ckpt_path`
         # and `load_from_checkpoint` rebuild it); module-valued arguments are left out so that checkpoints
         # load with weights_only=True.
-        self.save_hyperparameters(ignore=self.module_arguments)
+        self.save_hyperparameters(ignore=sorted({*self.module_arguments, "encoder", "predictor", "sigreg_projector"}))
         if nonfinite not in ("raise", "skip"):
             raise ValueError(f"nonfinite must be 'raise' or 'skip', got {nonfinite!r}")
         self.input_key, self.eval_encoder, self.mask_seed, self.nonfinite = input_key, eval_encoder, mask_seed, nonfinite
@@ -107,6 +112,10 @@ class JEPAModule(LightningModule):
             raise ValueError(f"sigreg_weight must be a finite number >= 0 (0: no SIGReg term), got {sigreg_weight!r}")
         self.sigreg_weight = float(sigreg_weight)
         self.sigreg = SIGReg(num_slices=sigreg_slices) if sigreg_weight > 0 else None
+        if sigreg_projector is not None and self.sigreg is None:
+            raise ValueError("sigreg_projector is given but sigreg_weight is 0 (no SIGReg term): set "
+                             "model.init_args.sigreg_weight > 0 or remove the projector")
+        self.sigreg_projector = sigreg_projector
         self._step_index = 0  # the fit loop's index of the current batch (set with its masks)
         self._compiled = False  # configure_model runs at every fit/validate: compile once
         self.lr, self.start_lr, self.final_lr, self.warmup = lr, start_lr, final_lr, warmup
@@ -173,11 +182,14 @@ class JEPAModule(LightningModule):
         return step
 
     def sigreg_term(self, embeddings: torch.Tensor | None) -> torch.Tensor:
-        """SIGReg of this step's embeddings (logged as `train/sigreg`), with directions every rank draws alike: a
-        generator seeded by (mask_seed, step) on rank 0's stream, so a resumed run draws the same sequence."""
+        """SIGReg of this step's embeddings (through `sigreg_projector` when given; logged as `train/sigreg`), with
+        directions every rank draws alike: a generator seeded by (mask_seed, step) on rank 0's stream, so a resumed
+        run draws the same sequence."""
         if embeddings is None:
             raise ValueError(f"sigreg_weight > 0, but {type(self).__name__} declares no embeddings for SIGReg "
                              "(StepOutput.embeddings); set model.init_args.sigreg_weight=0")
+        if self.sigreg_projector is not None:
+            embeddings = self.sigreg_projector(embeddings)
         g = step_generator(self.mask_seed + SIGREG_STREAM, 0, self._step_index, embeddings.device)
         value = self.sigreg(embeddings, g)
         self.log_step_term("train/sigreg", value, embeddings.size(-2))
@@ -280,6 +292,17 @@ class JEPAModule(LightningModule):
                                                             self.ema_average_start, self.ema_schedule), batch_size=bs)
 
     # ---------------------------------------------------- optimizer, teacher
+    @property
+    def target_network(self) -> nn.Module:
+        """The network whose outputs are the targets: the EMA (or frozen) teacher, or without one (`ema=None`) the
+        context encoder itself."""
+        return self.teacher if self.teacher is not None else self.encoder
+
+    def target(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """The target network's output on the inputs, without gradient (stop-gradient when it is the encoder)."""
+        with torch.no_grad():
+            return self.target_network(*args, **kwargs)
+
     def trainable_modules(self) -> list[nn.Module]:
         """Every child but the target networks (EMA or frozen teachers) and the RankMe metric."""
         return [m for name, m in self.named_children() if not isinstance(m, TargetNetwork) and name != "rankme"]

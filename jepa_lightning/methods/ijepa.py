@@ -47,7 +47,7 @@ class IJEPA(JEPAModule):
         """The I-JEPA objective on images x with masks m: (loss, targets [B, T, K, D], pooled teacher features,
         predictions [B, T, K, D], the context encoder's pooled output [B, D])."""
         with torch.no_grad():
-            h = self.teacher(x)
+            h = self.target(x)
             features = h.mean(1)
             h = F.layer_norm(h, h.shape[-1:])
             targets = gather_tokens(h, m.targets)                       # [B, T, K, D]

@@ -24,27 +24,7 @@ import torch
 from torch import nn
 
 from jepa_lightning.methods.base import JEPAModule, StepOutput
-
-
-class Projector(nn.Module):
-    """The paper's projector: `depth - 1` x (Linear, BatchNorm1d, ReLU) of width `hidden`, then Linear to `out_dim`
-    (torchvision's `MLP(in, [hidden, hidden, out], norm_layer=BatchNorm1d)` of the reference code)."""
-
-    def __init__(self, in_dim: int, hidden: int = 2048, out_dim: int = 128, depth: int = 3) -> None:
-        super().__init__()
-        if depth < 1:
-            raise ValueError(f"Projector depth must be >= 1, got {depth}")
-        layers: list[nn.Module] = []
-        width = in_dim
-        for _ in range(depth - 1):
-            layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
-            width = hidden
-        layers.append(nn.Linear(width, out_dim))
-        self.net = nn.Sequential(*layers)
-        self.in_dim, self.out_dim = in_dim, out_dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+from jepa_lightning.nn.projector import Projector
 
 
 def pooled(out: torch.Tensor) -> torch.Tensor:
@@ -72,12 +52,12 @@ class LeJEPA(JEPAModule):
                  input_key: str = "image", **kwargs: Any) -> None:
         if not 0.0 < lamb < 1.0:
             raise ValueError(f"LeJEPA lamb (SIGReg's share of the loss) must be in (0, 1), got {lamb!r}")
-        for fixed in ("ema", "sigreg_weight", "eval_encoder"):
+        for fixed in ("ema", "sigreg_weight", "sigreg_projector", "eval_encoder"):
             if fixed in kwargs:
-                raise ValueError(f"LeJEPA sets {fixed} itself (no EMA teacher; SIGReg's weight is lamb; evaluation "
-                                 "reads the encoder): remove it from the config")
+                raise ValueError(f"LeJEPA sets {fixed} itself (no EMA teacher; SIGReg's weight is lamb, on the "
+                                 "projector's output; evaluation reads the encoder): remove it from the config")
         super().__init__(encoder, projector, input_key=input_key, ema=None, eval_encoder="encoder",
-                         sigreg_weight=lamb, sigreg_slices=sigreg_slices, **kwargs)
+                         sigreg_weight=lamb, sigreg_slices=sigreg_slices, sigreg_projector=None, **kwargs)
         self.projector, self.lamb = projector, lamb
         del self.predictor  # the projector is the only head (kept under its own name)
 

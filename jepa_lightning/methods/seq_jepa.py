@@ -185,8 +185,8 @@ class SeqJEPA(JEPAModule):
         if not 1 <= k <= m - 1:
             raise ValueError(f"seq-JEPA: train_seq_len={self.train_seq_len} needs sequences of at least "
                              f"{self.train_seq_len + 1} views, the batch has {m}; raise data seq_len")
-        with torch.no_grad(), batch_statistics(self.teacher, self.target_norm == "batch"):
-            target = self._pool(self.teacher(views[:, k]))                       # [B, D]
+        with torch.no_grad(), batch_statistics(self.target_network, self.target_norm == "batch"):
+            target = self._pool(self.target(views[:, k]))                       # [B, D]
         z = self._encode_views(self.encoder, views[:, :k])                     # [B, K, D]
         s = self.aggregate(z, rel_actions[:, :k - 1])
         pred = self.predict_next(s, rel_actions[:, k - 1])

@@ -115,7 +115,7 @@ class TJEPA(JEPAModule):
         encoder's tokens averaged [B, D] (what `sigreg_weight` regularises))."""
         r, ref = self.encoder.num_reg_tokens, self.reference_indexing
         with torch.no_grad():
-            h = self.teacher(num, cat)                                   # [B, R + F, D], the full row
+            h = self.target(num, cat)                                   # [B, R + F, D], the full row
             targets = gather_tokens(h if ref else h[:, r:], m.targets)   # [B, T, Kt, D]
         z = self.encoder(num, cat, keep=m.context, keep_over_all=ref)   # [B, R + Kc, D] ([B, Kc, D] if ref)
         pred = self.predictor(z, m.context, m.targets, slots_over_all=ref)  # [B, T, Kt, D]

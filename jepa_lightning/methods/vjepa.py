@@ -72,7 +72,7 @@ class VJEPA(JEPAModule):
     def target_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Targets at every token [B, N, D'] (no grad) and the pooled evaluation features when they come for
         free: V-JEPA's are the layer-normed EMA teacher's latents, pooled teacher latents are the features."""
-        h = self.teacher(x)
+        h = self.target(x)
         return F.layer_norm(h, h.shape[-1:]), h.mean(1)
 
     def distance(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ __all__ = [
     "PatchEmbed2D", "TubeletEmbed3D", "sincos_1d", "sincos_pos_embed", "TransformerPredictor",
     "gather_tokens", "patchify", "TransformerStack", "init_vit_weights", "VisionTransformer",
     "AttentivePooler", "FeatureTokenizer", "TabularEncoder", "TabularPredictor",
-    "SmallResNet", "TimmResNet", "BEVEncoder", "BEVPredictor", "CenterHead", "Block",
+    "Projector", "SmallResNet", "TimmResNet", "BEVEncoder", "BEVPredictor", "CenterHead", "Block",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
@@ -20,6 +20,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "pooler": ["AttentivePooler"],
     "pos_embed": ["sincos_1d", "sincos_pos_embed"],
     "predictor": ["TransformerPredictor"],
+    "projector": ["Projector"],
     "resnet": ["SmallResNet", "TimmResNet"],
     "tabular": ["FeatureTokenizer", "TabularEncoder", "TabularPredictor"],
     "tokens": ["gather_tokens"],
