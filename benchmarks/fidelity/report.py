@@ -155,8 +155,11 @@ def arms(probe: dict) -> list[str]:
 
 def colors(result: dict) -> dict[str, str]:
     """One colour per arm, the same in every plot of a result."""
-    names = [a for p in result["probes"] for a in arms(p)] + list(result.get("monitors", {}))
-    return {arm: f"C{i}" for i, arm in enumerate(dict.fromkeys(names))}
+    names = list(dict.fromkeys([a for p in result["probes"] for a in arms(p)] + list(result.get("monitors", {}))))
+    if len(names) <= 10:
+        return {arm: f"C{i}" for i, arm in enumerate(names)}
+    palette = plt.get_cmap("tab20").colors  # distinct colours past the default cycle's 10
+    return {arm: matplotlib.colors.to_hex(palette[i % len(palette)]) for i, arm in enumerate(names)}
 
 
 def has_curves(result: dict) -> bool:
@@ -174,8 +177,9 @@ def _png(fig) -> bytes:
 
 def probe_plot(result: dict, probe: dict) -> bytes:
     """Each arm's mean (bar) with the std over seeds (error bar) and the per-seed scores (dots)."""
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     names, color = arms(probe), colors(result)
+    many = len(names) > 5  # wider, with slanted labels, so that the arms' names do not overlap
+    fig, ax = plt.subplots(figsize=(max(6.0, 2 + 0.55 * len(names)), 4.2 if many else 3.5), dpi=100)
     for i, arm in enumerate(names):
         values = probe["scores"][arm]
         m, s = mean_std(values)
@@ -183,17 +187,20 @@ def probe_plot(result: dict, probe: dict) -> bytes:
         n = len(values)
         ax.scatter([i + (k / (n - 1) - 0.5) * 0.3 if n > 1 else i for k in range(n)], values, color="black",
                    s=12, zorder=3)
-    ax.set_xticks(range(len(names)), [_arm(a) for a in names])
+    ax.set_xticks(range(len(names)), [_arm(a) for a in names], rotation=30 if many else 0,
+                  ha="right" if many else "center", fontsize=8 if many else None)
     ax.set_ylabel(probe["metric"])
     ax.set_title(f"{result['variant']}: {probe['name']} (seeds {', '.join(map(str, result['seeds']))})")
     return _png(fig)
 
 
 def monitor_plot(result: dict) -> bytes:
-    """The collapse monitors over training steps, one line per arm and metric (log y over > 100x spans)."""
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    """The collapse monitors over training steps, one line per arm and metric (log y over > 100x spans); past 8
+    lines the legend goes beside the axes."""
     values, color = [], colors(result)
     metrics = list(dict.fromkeys(m for curves in result["monitors"].values() for m in curves))
+    lines = sum(bool(points) for curves in result["monitors"].values() for points in curves.values())
+    fig, ax = plt.subplots(figsize=(10, 4.5) if lines > 8 else (6, 3.5), dpi=100)
     for arm, curves in result["monitors"].items():
         for metric, points in curves.items():
             if points:
@@ -205,7 +212,10 @@ def monitor_plot(result: dict) -> bytes:
         ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_title(f"{result['variant']}: collapse monitors")
-    ax.legend(fontsize=7)
+    if lines > 8:
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 if lines <= 24 else 2)
+    else:
+        ax.legend(fontsize=7)
     return _png(fig)
 
 

@@ -110,7 +110,7 @@ def main() -> None:
             claims.append(claim_entry(f"{words}: the evaluated network's {p.replace('_acc', '')} probe is not worse "
                                       f"than {base}'s unguarded (accuracy points)", diff,
                                       f">= -2 x combined std ({-2 * spread:.3g})", bool(diff >= -2 * spread)))
-    monitors = {f"{arm}_s{s}": {k: runs[(arm, s)]["curves"][k] for k in ("train/target_std", "train/loss")}
+    monitors = {f"{arm}_s{s}": {"train/target_std": runs[(arm, s)]["curves"]["train/target_std"]}
                 for arm in arms for s in seeds}
     path = save_result("sigreg_guard", "I-JEPA + SIGReg", "benchmarks/fidelity/sigreg_guard.py",
                        f"digits 32 px (recipes/ijepa/tiny.yaml), official lr 1e-3, EMA 0.996 -> 1 or no EMA teacher, "
