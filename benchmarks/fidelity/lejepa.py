@@ -41,8 +41,9 @@ seed: token map 36.4 %, image linear 13.8 %). Three times longer does not reach 
 3000 the loss falls (0.39 / 0.37 / 0.36) and the spatial probes rise (token map 42.7 and 47.5 % at 3000, patch
 linear 0.139 and 0.141), but image linear stays at 12.5 and 14.6 % (random init 13.4 and 11.2) and image kNN below
 the init's (8.6 and 9.7 against 11.4 and 11.2), where I-JEPA reached 30.3 % image linear after 6000 steps of
-batch 64 (`ijepa_scenes`, 1.2x these runs' training FLOPs). Every view of a scene shares its photograph crop, so
-an invariance objective can match views by background alone.
+batch 64 (`ijepa_scenes`, 1.2x these runs' training FLOPs). Nor is it the photographs, which every view of a scene
+shares: with flat backgrounds (`--data.init_args.background_contrast=0.0`, seed 0, 1000 steps) image linear is
+15.8 % against 18.2 % at random init and kNN 8.3 against 10.7, while the token map rises to 50.8 % (init 20.8).
 """
 
 from __future__ import annotations
