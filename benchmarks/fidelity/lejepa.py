@@ -48,8 +48,11 @@ thread each): at lr 1e-3, 3000 steps (seeds 0 and 1) raise the spatial probes (t
 linear 0.139 and 0.141) but image linear stays at 12.5 and 14.6 % (random init 13.4 and 11.2) and image kNN at 8.6
 and 9.7; at lr 3e-4, 3000 steps (seed 0) give image linear 15.3 / 15.2 / 15.3 % at steps 1000 / 2000 / 3000 (below
 the 1000-step run's 17.5: the longer cosine schedule keeps the lr high for longer) and image kNN 9.4 / 9.7 / 9.4,
-while the token map reaches 37.4 % and patch linear 0.133. I-JEPA needed 6000 steps of batch 64 (`ijepa_scenes`,
-1.2x the 3000-step runs' training FLOPs) to reach 30.3 % image linear and 15.7 % kNN. Nor is it the photographs,
+while the token map reaches 37.4 % and patch linear 0.133; at lr 3e-4, 6000 steps (seeds 0 and 1, 6 epochs, 57 min
+of training each) give image linear 17.9 and 17.2 % (init 13.4 and 11.2) and image kNN 10.2 and 11.8 (init 11.4 and
+11.2; at steps 2000 / 4000: 9.9 / 10.5 and 8.9 / 10.7), with the token map at 46.7 and 44.1 % and patch linear 0.137
+and 0.138. I-JEPA needed 6000 steps of batch 64 (`ijepa_scenes`, 0.6x the 6000-step runs' training FLOPs) to reach
+30.3 % image linear and 15.7 % kNN. Nor is it the photographs,
 which every view of a scene shares: with flat backgrounds (`--data.init_args.background_contrast=0.0`, lr 1e-3,
 seed 0, 1000 steps) image linear is 15.8 % against 18.2 % at random init and kNN 8.3 against 10.7, while the token
 map rises to 50.8 % (init 20.8).
