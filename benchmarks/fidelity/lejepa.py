@@ -24,41 +24,38 @@ ours is the plain training loss, whose scale moves with lambda ((1 - lambda) x p
 Each run is cached as JSON under runs/bench_lejepa (reruns resume; --fresh recomputes) and runs in its own process.
 Writes benchmarks/results/lejepa_scenes.json (common.py schema) and prints it.
 
-What it measured (seeds 0-2; LeJEPA 18.8 GFLOP a step, I-JEPA 11.4, so 1646 I-JEPA steps): at peak lr 3e-4 LeJEPA
-beats random init on the mean-pooled linear probe, 18.9 +- 1.3 % against 12.1 +- 1.2 (gain 6.8 > 3.4, twice the
-combined spread; per seed 17.5 / 19.5 / 19.8 against 13.4 / 11.2 / 11.7), on the token map (28.9 against 15.9) and
-on patch linear (mIoU 0.106 against 0.091), but not on image kNN (9.7 +- 0.8 against 11.5 +- 0.3: chance is 10 %)
-nor patch kNN (0.132 against 0.139). I-JEPA at the same FLOPs: image linear 13.5, kNN 11.3, tokens 39.0, patch
-linear 0.130 (LeJEPA is ahead on the pooled linear probe, behind on the spatial ones). The lr decides it: at
-1e-3 (the recipe's until this run; the first published run, seeds 0-2) image linear was 13.3 +- 0.6 (the bar
-failed) with a richer token map (37.0) and patch linear (0.125): a faster run learns more layout and no identity.
-Lower lrs keep the
-pooled gain (1e-4, seed 0: 20.0), and most of it is there early (18.1 at step 250 of that run); the image kNN
-probe stays at chance in every run (9.1 to 11.9 % over the 28 probed checkpoints; random init 11.2-11.8).
-Loss vs probes: within a run the loss ranks the checkpoints like patch linear (mean rho -0.80) and image linear
-(-0.69), not like kNN (+0.22); across runs it does not, and for image linear it ranks them backwards (the 7 final
-checkpoints rho +0.96; all points +0.47), as lambda moves the loss's scale (final loss 0.235 at lambda 0.02 with
-image linear 16.9, 0.712 at lambda 0.2 with 20.7) and a higher lr lowers the loss and the pooled probe together
-(lr 1e-3: 0.387, 12.6 %). Runtime on 2 cores: a LeJEPA run is ~9-17 min of training (0.5-1.0 s a step on one
-thread, by contention) plus ~2-4 min of probes, an I-JEPA run ~10-14 min; the whole benchmark (10 runs, 2 at a
-time) is ~70-80 min, over the issue's 30-min budget; the seeds alone (6 runs) ~35-40 min. With the recipe's batch
-64 and 6 local views a step costs 43.6 GFLOP (1.5 s), and 600 such steps at lr 1e-3 learned no more (one seed:
-token map 36.4 %, image linear 13.8 %). Longer runs do not reach the objects' identity either (exploratory, one
-thread each): at lr 1e-3, 3000 steps (seeds 0 and 1) raise the spatial probes (token map 42.7 and 47.5 %, patch
-linear 0.139 and 0.141) but image linear stays at 12.5 and 14.6 % (random init 13.4 and 11.2) and image kNN at 8.6
-and 9.7; at lr 3e-4, 3000 steps (seed 0) give image linear 15.3 / 15.2 / 15.3 % at steps 1000 / 2000 / 3000 (below
-the 1000-step run's 17.5: the longer cosine schedule keeps the lr high for longer) and image kNN 9.4 / 9.7 / 9.4,
-while the token map reaches 37.4 % and patch linear 0.133; at lr 3e-4, 6000 steps (seeds 0 and 1, 6 epochs, 57 min
-of training each) give image linear 17.9 and 17.2 % (init 13.4 and 11.2) and image kNN 10.2 and 11.8 (init 11.4 and
-11.2; at steps 2000 / 4000: 9.9 / 10.5 and 8.9 / 10.7), with the token map at 46.7 and 44.1 % and patch linear 0.137
-and 0.138. I-JEPA needed 6000 steps of batch 64 (`ijepa_scenes`, 0.6x the 6000-step runs' training FLOPs) to reach
-30.3 % image linear and 15.7 % kNN. Nor is it the kNN probe's geometry (a one-off diagnostic, base arm seed 0, 1000
-steps, which reproduced its 17.5 / 9.3): the pooled features stay very anisotropic (the top 5 of 96 eigenvalues
-hold 97 % of the variance, 99 % at init), but kNN on standardised features is 9.0 %, and on the projector's output
-(where SIGReg acts) 8.4 % (linear 10.6). Nor is it the photographs,
-which every view of a scene shares: with flat backgrounds (`--data.init_args.background_contrast=0.0`, lr 1e-3,
-seed 0, 1000 steps) image linear is 15.8 % against 18.2 % at random init and kNN 8.3 against 10.7, while the token
-map rises to 50.8 % (init 20.8).
+What it measured (seeds 0-2; LeJEPA 18.8 GFLOP a step, I-JEPA 11.4, so 1646 I-JEPA steps): at peak lr 3e-4 LeJEPA beats
+random init on the mean-pooled linear probe, 18.9 +- 1.3 % against 12.1 +- 1.2 (gain 6.8 > 3.4, twice the combined
+spread; per seed 17.5 / 19.5 / 19.8 against 13.4 / 11.2 / 11.7), on the token map (28.9 against 15.9) and on patch
+linear (mIoU 0.106 against 0.091), but not on image kNN (9.7 +- 0.8 against 11.5 +- 0.3: chance is 10 %) nor patch kNN
+(0.132 against 0.139). I-JEPA at the same FLOPs: image linear 13.5, kNN 11.3, tokens 39.0, patch linear 0.130 (LeJEPA is
+ahead on the pooled linear probe, behind on the spatial ones). The lr decides it: at 1e-3 (the recipe's until this run;
+the first published run, seeds 0-2) image linear was 13.3 +- 0.6 (the bar failed) with a richer token map (37.0) and
+patch linear (0.125): a faster run learns more layout and no identity. Lower lrs keep the pooled gain (1e-4, seed 0:
+20.0), and most of it is there early (18.1 at step 250 of that run); the image kNN probe stays at chance in every run
+(9.1 to 11.9 % over the 28 probed checkpoints; random init 11.2-11.8).
+Loss vs probes: within a run the loss ranks the checkpoints like patch linear (mean rho -0.80) and image linear (-0.69),
+not like kNN (+0.22); across runs it does not, and for image linear it ranks them backwards (the 7 final checkpoints rho
++0.96; all points +0.47), as lambda moves the loss's scale (final loss 0.235 at lambda 0.02 with image linear 16.9,
+0.712 at lambda 0.2 with 20.7) and a higher lr lowers the loss and the pooled probe together (lr 1e-3: 0.387, 12.6 %).
+Runtime on 2 cores: a LeJEPA run is ~9-17 min of training (0.5-1.0 s a step on one thread, by contention) plus ~2-4 min
+of probes, an I-JEPA run ~10-14 min; the whole benchmark (10 runs, 2 at a time) is ~70-80 min, over the issue's 30-min
+budget; the seeds alone (6 runs) ~35-40 min. With the recipe's batch 64 and 6 local views a step costs 43.6 GFLOP (1.5
+s), and 600 such steps at lr 1e-3 learned no more (one seed: token map 36.4 %, image linear 13.8 %). Longer runs do not
+reach the objects' identity either (exploratory, one thread each): at lr 1e-3, 3000 steps (seeds 0 and 1) raise the
+spatial probes (token map 42.7 and 47.5 %, patch linear 0.139 and 0.141) but image linear stays at 12.5 and 14.6 %
+(random init 13.4 and 11.2) and image kNN at 8.6 and 9.7; at lr 3e-4, 3000 steps (seed 0) give image linear 15.3 / 15.2
+/ 15.3 % at steps 1000 / 2000 / 3000 (below the 1000-step run's 17.5: the longer cosine schedule keeps the lr high for
+longer) and image kNN 9.4 / 9.7 / 9.4, while the token map reaches 37.4 % and patch linear 0.133; at lr 3e-4, 6000 steps
+(seeds 0 and 1, 6 epochs, 57 min of training each) give image linear 17.9 and 17.2 % (init 13.4 and 11.2) and image kNN
+10.2 and 11.8 (init 11.4 and 11.2; at steps 2000 / 4000: 9.9 / 10.5 and 8.9 / 10.7), with the token map at 46.7 and 44.1
+% and patch linear 0.137 and 0.138. I-JEPA needed 6000 steps of batch 64 (`ijepa_scenes`, 0.6x the 6000-step runs'
+training FLOPs) to reach 30.3 % image linear and 15.7 % kNN. Nor is it the kNN probe's geometry (a one-off diagnostic,
+base arm seed 0, 1000 steps, which reproduced its 17.5 / 9.3): the pooled features stay very anisotropic (the top 5 of
+96 eigenvalues hold 97 % of the variance, 99 % at init), but kNN on standardised features is 9.0 %, and on the
+projector's output (where SIGReg acts) 8.4 % (linear 10.6). Nor is it the photographs, which every view of a scene
+shares: with flat backgrounds (`--data.init_args.background_contrast=0.0`, lr 1e-3, seed 0, 1000 steps) image linear is
+15.8 % against 18.2 % at random init and kNN 8.3 against 10.7, while the token map rises to 50.8 % (init 20.8).
 """
 
 from __future__ import annotations
@@ -71,6 +68,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from common import (
     build_recipe,
     cached,
@@ -283,8 +281,9 @@ def write_results(runs: list[dict], args: argparse.Namespace, costs: dict[str, f
               "sweep_seed": SWEEP_SEED, "quick": args.quick,
               "recipes": {k: str(v.relative_to(ROOT)) for k, v in RECIPES.items()},
               "sweep_points": [{"arm": r["arm"], "seed": r["seed"], **c} for r in sweep for c in r["checkpoints"]]}
+    lr = yaml.safe_load(RECIPES["lejepa"].read_text())["model"]["init_args"]["lr"]  # the base arm's, the recipe's
     setting = (f"ObjectScenes 64 px, ViT patch 8 (width 96, depth 4), LeJEPA {args.steps} steps (batch 32, peak lr "
-               f"3e-4, 2x64 + 4x32 px views) vs I-JEPA {ijepa_steps} steps (same training FLOPs)")
+               f"{lr:g}, 2x64 + 4x32 px views) vs I-JEPA {ijepa_steps} steps (same training FLOPs)")
     notes = (f"Training FLOPs per step: LeJEPA {costs['lejepa'] / 1e9:.3g} G, I-JEPA {costs['ijepa'] / 1e9:.3g} G. "
              "The loss-vs-probe points are in config.sweep_points.")
     path = save_result(f"lejepa_scenes{'_quick' if args.quick else ''}", "LeJEPA", "benchmarks/fidelity/lejepa.py",
